@@ -1,0 +1,164 @@
+"""Pure jnp kernels of the StyleGAN2 generator (NHWC activations, HWIO kernels).
+
+Each function matches one operation of NVIDIA's stylegan2-ada-pytorch (``torch_utils/ops``
+and ``training/networks.py``) in float32; tests compare them with naive numpy formulas.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+_NHWC = ("NHWC", "HWIO", "NHWC")
+
+ACTIVATION_GAINS = {"linear": 1.0, "lrelu": math.sqrt(2.0)}
+
+
+def fir_filter(taps: Sequence[float]) -> jnp.ndarray:
+    """2-D FIR filter from 1-D taps: ``outer(taps, taps)`` normalised to sum 1. Shape [k, k]."""
+    t = jnp.asarray(taps, jnp.float32)
+    f = jnp.outer(t, t)
+    return f / jnp.sum(f)
+
+
+def upfirdn2d(x: jnp.ndarray, f: jnp.ndarray, *, up: int = 1, down: int = 1,
+              padding: tuple[int, int, int, int] = (0, 0, 0, 0), gain: float = 1.0
+              ) -> jnp.ndarray:
+    """Upsample by zero insertion, pad, convolve with ``f``, downsample (NVIDIA upfirdn2d).
+
+    Args:
+      x: [N, H, W, C].
+      f: [fh, fw] filter; applied as a true convolution (flipped), like ``flip_filter=False``.
+      up, down: integer factors, same on both axes.
+      padding: (x0, x1, y0, y1) after upsampling; negative values crop.
+      gain: the filter is scaled by ``gain`` (2-D: ``gain ** (ndim / 2)`` with ndim 2).
+
+    Returns:
+      [N, (H*up + y0 + y1 - fh + 1) // down, (W*up + x0 + x1 - fw + 1) // down, C].
+    """
+    x0, x1, y0, y1 = padding
+    c = x.shape[-1]
+    zero = jnp.zeros((), x.dtype)
+    # Interior padding inserts up-1 zeros between samples; NVIDIA also appends up-1 zeros
+    # after the last one, hence the extra (up - 1) on the high side.
+    x = lax.pad(x, zero, ((0, 0, 0), (y0, y1 + up - 1, up - 1), (x0, x1 + up - 1, up - 1),
+                          (0, 0, 0)))
+    k = (f[::-1, ::-1] * gain).astype(x.dtype)
+    k = jnp.tile(k[:, :, None, None], (1, 1, 1, c))
+    return lax.conv_general_dilated(x, k, (down, down), "VALID", dimension_numbers=_NHWC,
+                                    feature_group_count=c)
+
+
+def upsample2d(x: jnp.ndarray, f: jnp.ndarray, up: int = 2) -> jnp.ndarray:
+    """Skip-image upsampling: [N, H, W, C] -> [N, H*up, W*up, C] (NVIDIA ``upsample2d``)."""
+    fh = f.shape[0]
+    p0, p1 = (fh + up - 1) // 2, (fh - up) // 2
+    return upfirdn2d(x, f, up=up, padding=(p0, p1, p0, p1), gain=up * up)
+
+
+def conv2d(x: jnp.ndarray, w: jnp.ndarray) -> jnp.ndarray:
+    """Same-size cross-correlation. x [N, H, W, I], w [k, k, I, O] -> [N, H, W, O]."""
+    p = w.shape[0] // 2
+    return lax.conv_general_dilated(x, w.astype(x.dtype), (1, 1), ((p, p), (p, p)),
+                                    dimension_numbers=_NHWC)
+
+
+def conv2d_up2(x: jnp.ndarray, w: jnp.ndarray, f: jnp.ndarray) -> jnp.ndarray:
+    """The 2x up-sampling conv of ``conv0``: [N, H, W, I] -> [N, 2H, 2W, O].
+
+    NVIDIA runs a stride-2 transposed conv with the *unflipped* weight, then the FIR filter
+    with padding 1 and gain 4. A transposed conv is a correlation of the zero-dilated input
+    with the spatially flipped kernel, padded by k - 1.
+    """
+    k = w.shape[0]
+    fh = f.shape[0]
+    y = lax.conv_general_dilated(x, w[::-1, ::-1].astype(x.dtype), (1, 1),
+                                 ((k - 1, k - 1), (k - 1, k - 1)), lhs_dilation=(2, 2),
+                                 dimension_numbers=_NHWC)
+    # The transposed conv gives 2H + k - 2 rows; NVIDIA's FIR padding (conv2d_resample with
+    # padding k//2) brings that to 2H: (1, 1) for k = 3 and a 4-tap filter.
+    p = k // 2
+    p0 = p + (fh + 1) // 2 - (k - 1)
+    p1 = p + (fh - 2) // 2 - (k - 2)
+    return upfirdn2d(y, f, padding=(p0, p1, p0, p1), gain=4.0)
+
+
+def modulated_conv2d(x: jnp.ndarray, w: jnp.ndarray, styles: jnp.ndarray, *,
+                     demodulate: bool = True, up: int = 1, f: jnp.ndarray | None = None
+                     ) -> jnp.ndarray:
+    """StyleGAN2 modulated convolution in its non-fused form.
+
+    The fused form convolves each sample with ``w * s_n`` (grouped conv); here the input is
+    scaled by the styles, one shared-weight conv runs for the whole batch, and the output is
+    scaled by the demodulation coefficients. The two are equal in exact arithmetic.
+
+    Args:
+      x: [N, H, W, I] activations.
+      w: [k, k, I, O] raw weight (no equalized-lr scaling: demodulation cancels it).
+      styles: [N, I] per-sample input-channel scales.
+      demodulate: divide each output channel by the norm of its modulated weight.
+      up: 1 or 2 (2 uses ``conv2d_up2`` with the FIR filter ``f``).
+      f: [fh, fw] FIR filter, needed when up == 2.
+
+    Returns:
+      [N, H*up, W*up, O].
+    """
+    y = x * styles[:, None, None, :].astype(x.dtype)
+    y = conv2d_up2(y, w, f) if up == 2 else conv2d(y, w)
+    if demodulate:
+        # sum_{kh,kw,i} (w * s_i)^2 = s^2 @ sum_{kh,kw} w^2
+        d = lax.rsqrt(jnp.square(styles) @ jnp.sum(jnp.square(w), axis=(0, 1)) + 1e-8)
+        y = y * d[:, None, None, :].astype(y.dtype)
+    return y
+
+
+def bias_act(x: jnp.ndarray, b: jnp.ndarray | None, act: str = "linear",
+             gain: float | None = None, clamp: float | None = None) -> jnp.ndarray:
+    """``clamp(act(x + b) * gain)`` over the last axis, as NVIDIA ``bias_act``.
+
+    Args:
+      x: [..., C]. b: [C] or None. act: 'linear' or 'lrelu' (slope 0.2).
+      gain: defaults to the activation's gain (sqrt 2 for lrelu). clamp: None or > 0.
+    """
+    if b is not None:
+        x = x + b.astype(x.dtype)
+    if act == "lrelu":
+        x = jnp.where(x >= 0, x, x * 0.2)
+    elif act != "linear":
+        raise ValueError(f"unknown activation {act!r}")
+    g = ACTIVATION_GAINS[act] if gain is None else gain
+    if g != 1:
+        x = x * g
+    if clamp is not None:
+        x = jnp.clip(x, -clamp, clamp)
+    return x
+
+
+def normalize_2nd_moment(x: jnp.ndarray, eps: float = 1e-8) -> jnp.ndarray:
+    """``x * rsqrt(mean(x^2, -1) + eps)`` for x [N, D]."""
+    return x * lax.rsqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True) + eps)
+
+
+def truncate(ws: jnp.ndarray, w_avg: jnp.ndarray, psi: float | jnp.ndarray,
+             cutoff: int | jnp.ndarray | None = None) -> jnp.ndarray:
+    """Truncation trick ``w_avg + psi * (w - w_avg)`` on rows ``< cutoff`` (all if None).
+
+    ``psi`` and ``cutoff`` may be traced values, so one compiled function serves every
+    setting. Rows left alone (and psi == 1) are returned bit-exact, as in the official code.
+
+    Args:
+      ws: [N, num_ws, w_dim]. w_avg: [w_dim].
+    """
+    num_ws = ws.shape[1]
+    rows = jnp.arange(num_ws) < (num_ws if cutoff is None else cutoff)
+    apply = rows[None, :, None] & (jnp.asarray(psi) != 1)
+    return jnp.where(apply, w_avg + psi * (ws - w_avg), ws)
+
+
+def random_noise(key: jax.Array, n: int, res: int, dtype=jnp.float32) -> jnp.ndarray:
+    """Per-sample noise image [N, res, res, 1] (broadcast over channels)."""
+    return jax.random.normal(key, (n, res, res, 1), dtype)
