@@ -1,0 +1,52 @@
+r"""Converts an official checkpoint into a jaxfair checkpoint directory.
+
+  python -m jaxfair.convert --src=stylegan2-ffhq-1024x1024.pkl --out=checkpoints/ffhq1024
+
+Reads the file with a restricted unpickler (no code from the file runs), infers the
+architecture from it, and writes DIR/meta.json + DIR/params atomically. Bad input: one line
+on stderr naming the file and the problem, exit status 2, nothing left in --out.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from absl import app, flags, logging
+
+from jaxfair import checkpoints
+from jaxfair.convert import formats
+from jaxfair.convert.torch_pickle import CheckpointError
+
+_SRC = flags.DEFINE_string("src", None, "Source checkpoint file (.pkl, .pt).")
+_OUT = flags.DEFINE_string("out", None, "Output directory (must not exist or be empty).")
+_FORMAT = flags.DEFINE_enum("format", "auto", list(formats.FORMATS), "Source format.")
+
+
+def fail(msg: str) -> None:
+    print(f"jaxfair.convert: error: {msg}", file=sys.stderr)
+    sys.exit(2)
+
+
+def main(argv):
+    if len(argv) > 1:
+        fail(f"unexpected arguments: {' '.join(argv[1:])}")
+    if not _SRC.value or not _OUT.value:
+        fail("both --src and --out are required")
+    try:
+        checkpoints.check_output_dir(_OUT.value)
+        conv = formats.read(_SRC.value, _FORMAT.value)
+    except checkpoints.CheckpointDirError as e:
+        fail(str(e))
+    except CheckpointError as e:
+        fail(f"{_SRC.value}: {e}")
+    logging.info("read %s (%s): %s", _SRC.value, conv.source["format"], conv.config)
+    try:
+        checkpoints.save(_OUT.value, conv.params, conv.meta())
+    except (OSError, checkpoints.CheckpointDirError) as e:
+        fail(f"{_OUT.value}: {e}")
+    print(f"wrote {conv.kind} checkpoint to {_OUT.value} ({conv.source['format']}, "
+          f"sha256 {conv.source['sha256'][:12]})")
+
+
+if __name__ == "__main__":
+    app.run(main)
