@@ -40,6 +40,10 @@ def load_generator(path: str) -> sg.Generator:
         _, params = checkpoints.load(path, abstract.to_pure_dict())
         return generator_from_params(cfg, params, meta)
     from jaxfair.convert import formats
+    from jaxfair.convert.torch_pickle import CheckpointError
 
-    conv = formats.read(path)
+    try:
+        conv = formats.read(path)
+    except CheckpointError as e:
+        raise CheckpointError(f"{path}: {e}") from None
     return generator_from_params(conv.config, conv.params, conv.meta())

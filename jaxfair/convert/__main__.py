@@ -9,11 +9,9 @@ on stderr naming the file and the problem, exit status 2, nothing left in --out.
 
 from __future__ import annotations
 
-import sys
+from absl import flags, logging
 
-from absl import app, flags, logging
-
-from jaxfair import checkpoints
+from jaxfair import checkpoints, cli
 from jaxfair.convert import formats
 from jaxfair.convert.torch_pickle import CheckpointError
 
@@ -23,13 +21,10 @@ _FORMAT = flags.DEFINE_enum("format", "auto", list(formats.FORMATS), "Source for
 
 
 def fail(msg: str) -> None:
-    print(f"jaxfair.convert: error: {msg}", file=sys.stderr)
-    sys.exit(2)
+    cli.fail("jaxfair.convert", msg)
 
 
-def main(argv):
-    if len(argv) > 1:
-        fail(f"unexpected arguments: {' '.join(argv[1:])}")
+def main():
     if not _SRC.value or not _OUT.value:
         fail("both --src and --out are required")
     try:
@@ -49,4 +44,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main, "jaxfair.convert")

@@ -1,0 +1,63 @@
+"""Shared plumbing of the absl entry points: one-line errors with exit status 2.
+
+ml_collections loads config files and applies ``--config.x=...`` overrides while flags are
+defined and parsed, raising whatever the config module raises; ``run`` turns every such
+input error into one line on stderr and exit status 2 instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+import ml_collections
+from absl import app, flags
+from ml_collections import config_flags
+
+
+def fail(prog: str, msg: object) -> None:
+    """Prints ``prog: error: msg`` (one line) to stderr and exits with status 2."""
+    text = " ".join(str(msg).split())  # multi-line library messages become one line
+    print(f"{prog}: error: {text}", file=sys.stderr)
+    sys.exit(2)
+
+
+def run(main: Callable[..., None], prog: str, default_config: str | None = None) -> None:
+    """Runs ``main`` under absl with input errors reported as one line, exit status 2.
+
+    Args:
+      main: called as ``main(config)`` when ``default_config`` is given (the parsed, locked
+        ``--config`` ConfigDict), else as ``main()``.
+      prog: name used in error messages, e.g. 'jaxfair.generate'.
+      default_config: path of the default ``--config`` file, or None for no config flag.
+    """
+    holder = None
+    if default_config is not None:
+        try:
+            holder = config_flags.DEFINE_config_file(
+                "config", default_config, "Config file; override fields with --config.x=v.",
+                lock_config=True)
+        except Exception as e:  # bad --config.x override seen while defining the flag
+            fail(prog, f"bad --config: {type(e).__name__}: {e}")
+
+    def parse(argv):
+        try:
+            rest = flags.FLAGS(argv)
+            if holder is not None:
+                config = holder.value  # loading errors surface on first access
+                if not isinstance(config, ml_collections.ConfigDict):
+                    _ = config.keys  # a failed load raises its own error on any access
+                    raise ValueError("get_config() must return a ConfigDict")
+        except Exception as e:
+            fail(prog, e if isinstance(e, (flags.Error, OSError)) else f"{type(e).__name__}: {e}")
+        return rest
+
+    def checked_main(argv):
+        if len(argv) > 1:
+            fail(prog, f"unexpected arguments: {' '.join(argv[1:])}")
+        if holder is None:
+            main()
+        else:
+            main(holder.value)
+
+    app.run(checked_main, flags_parser=parse)

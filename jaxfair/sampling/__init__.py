@@ -1,0 +1,1 @@
+"""Latent sampling: unguided images from a generator (and, later, per-group samplers)."""
