@@ -182,7 +182,7 @@ class SynthesisLayer(nnx.Module):
 
     def __call__(self, x, w, noise_mode: str, key):
         styles = self.affine(w)
-        f = ops.fir_filter(self.resample_filter)
+        f = ops.fir_taps(self.resample_filter)
         x = ops.modulated_conv2d(x, self.weight[...], styles, up=self.up, f=f)
         if self.use_noise and noise_mode == "const":
             x = x + (self.noise_const[...] * self.noise_strength[...])[None, :, :, None]
@@ -236,11 +236,9 @@ class SynthesisBlock(nnx.Module):
             x = self.conv0(x, ws[:, 0], noise_mode, keys[0])
             x = self.conv1(x, ws[:, 1], noise_mode, keys[1])
         y = self.torgb(x, ws[:, self.num_conv])
-        if img is not None:
-            img = ops.upsample2d(img, ops.fir_filter(self.resample_filter)) + y
-        else:
-            img = y
-        return x, img
+        if img is None:
+            return x, y
+        return x, ops.upsample2d(img, ops.fir_taps(self.resample_filter)) + y
 
 
 class Synthesis(nnx.Module):

@@ -25,6 +25,27 @@ def fir_filter(taps: Sequence[float]) -> jnp.ndarray:
     return f / jnp.sum(f)
 
 
+def fir_taps(taps: Sequence[float]) -> jnp.ndarray:
+    """Normalised 1-D taps [k] whose outer product is ``fir_filter(taps)``."""
+    t = jnp.asarray(taps, jnp.float32)
+    return t / jnp.sum(t)
+
+
+def _correlate_axis(x: jnp.ndarray, f: jnp.ndarray, axis: int, down: int) -> jnp.ndarray:
+    """Valid 1-D correlation of x with f along ``axis`` (then every ``down``-th sample), as
+    a sum of shifted slices: XLA fuses it into one loop, forward and backward, where a
+    depthwise convolution's gradient is slow on CPU."""
+    k = f.shape[0]
+    n = x.shape[axis] - k + 1
+    out = None
+    for i in range(k):
+        term = lax.slice_in_dim(x, i, i + n, axis=axis) * f[i]
+        out = term if out is None else out + term
+    if down > 1:
+        out = lax.slice_in_dim(out, 0, n, stride=down, axis=axis)
+    return out
+
+
 def upfirdn2d(x: jnp.ndarray, f: jnp.ndarray, *, up: int = 1, down: int = 1,
               padding: tuple[int, int, int, int] = (0, 0, 0, 0), gain: float = 1.0
               ) -> jnp.ndarray:
@@ -32,29 +53,37 @@ def upfirdn2d(x: jnp.ndarray, f: jnp.ndarray, *, up: int = 1, down: int = 1,
 
     Args:
       x: [N, H, W, C].
-      f: [fh, fw] filter; applied as a true convolution (flipped), like ``flip_filter=False``.
+      f: [fh, fw] filter, or [k] taps of the separable filter ``outer(f, f)``; applied as a
+        true convolution (flipped), like NVIDIA's ``flip_filter=False``.
       up, down: integer factors, same on both axes.
       padding: (x0, x1, y0, y1) after upsampling; negative values crop.
-      gain: the filter is scaled by ``gain`` (2-D: ``gain ** (ndim / 2)`` with ndim 2).
+      gain: overall scale of the filter.
 
     Returns:
       [N, (H*up + y0 + y1 - fh + 1) // down, (W*up + x0 + x1 - fw + 1) // down, C].
     """
     x0, x1, y0, y1 = padding
-    c = x.shape[-1]
     zero = jnp.zeros((), x.dtype)
     # Interior padding inserts up-1 zeros between samples; NVIDIA also appends up-1 zeros
     # after the last one, hence the extra (up - 1) on the high side.
     x = lax.pad(x, zero, ((0, 0, 0), (y0, y1 + up - 1, up - 1), (x0, x1 + up - 1, up - 1),
                           (0, 0, 0)))
-    k = (f[::-1, ::-1] * gain).astype(x.dtype)
-    k = jnp.tile(k[:, :, None, None], (1, 1, 1, c))
-    return lax.conv_general_dilated(x, k, (down, down), "VALID", dimension_numbers=_NHWC,
-                                    feature_group_count=c)
+    f = jnp.asarray(f, x.dtype)
+    if f.ndim == 1:
+        k = f[::-1] * jnp.asarray(gain, x.dtype) ** 0.5
+        return _correlate_axis(_correlate_axis(x, k, 1, down), k, 2, down)
+    k = f[::-1, ::-1] * gain
+    fh, fw = k.shape
+    oh, ow = x.shape[1] - fh + 1, x.shape[2] - fw + 1
+    out = sum(x[:, i:i + oh, j:j + ow] * k[i, j] for i in range(fh) for j in range(fw))
+    return out[:, ::down, ::down]
 
 
 def upsample2d(x: jnp.ndarray, f: jnp.ndarray, up: int = 2) -> jnp.ndarray:
-    """Skip-image upsampling: [N, H, W, C] -> [N, H*up, W*up, C] (NVIDIA ``upsample2d``)."""
+    """Skip-image upsampling: [N, H, W, C] -> [N, H*up, W*up, C] (NVIDIA ``upsample2d``).
+
+    ``f``: [k] separable taps or a [k, k] filter.
+    """
     fh = f.shape[0]
     p0, p1 = (fh + up - 1) // 2, (fh - up) // 2
     return upfirdn2d(x, f, up=up, padding=(p0, p1, p0, p1), gain=up * up)
@@ -67,20 +96,55 @@ def conv2d(x: jnp.ndarray, w: jnp.ndarray) -> jnp.ndarray:
                                     dimension_numbers=_NHWC)
 
 
+def conv_transpose2d_stride2(x: jnp.ndarray, w: jnp.ndarray) -> jnp.ndarray:
+    """torch ``conv_transpose2d(x, w, stride=2)`` with the unflipped weight, as NVIDIA uses.
+
+    Every input pixel scatters ``x[i, j] * w`` into ``out[2i:2i+k, 2j:2j+k]``. Computed in
+    sub-pixel form: output phase (a, b) (row parity, column parity) is a plain stride-1
+    correlation of the input with the taps ``w[a::2, b::2]``, reversed; the four phases are
+    one convolution with 4x the output channels, interleaved afterwards. Same sums as the
+    transposed convolution, without convolving over inserted zeros (whose gradient XLA
+    computes slowly on CPU).
+
+    Args:
+      x: [N, H, W, I]. w: [k, k, I, O].
+
+    Returns:
+      [N, 2H + k - 2, 2W + k - 2, O].
+    """
+    n, h, wd, _ = x.shape
+    k, o = w.shape[0], w.shape[3]
+    m = (k + 1) // 2  # taps per phase (phase 0 gets the extra one when k is odd)
+    # Phase a of the output row 2r + a takes input rows r - t with taps w[a + 2t], t < m.
+    # As a correlation over an input padded by m - 1 on top: kernel row s <-> t = m-1-s.
+    kern = []
+    for a in range(2):
+        for b in range(2):
+            wa = w[a::2, b::2]  # [ta, tb, I, O], ta, tb <= m
+            wa = jnp.pad(wa, ((0, m - wa.shape[0]), (0, m - wa.shape[1]), (0, 0), (0, 0)))
+            kern.append(wa[::-1, ::-1])
+    kern = jnp.concatenate(kern, axis=-1)  # [m, m, I, 4*O], phases (0,0), (0,1), (1,0), (1,1)
+    # Explicit pad + VALID: XLA CPU computes the weight gradient of a padded 2x2 conv ~20x
+    # slower than that of the same conv on a pre-padded input.
+    x = jnp.pad(x, ((0, 0), (m - 1, m - 1), (m - 1, m - 1), (0, 0)))
+    y = lax.conv_general_dilated(x, kern.astype(x.dtype), (1, 1), "VALID",
+                                 dimension_numbers=_NHWC)
+    # y: [N, H + m - 1, W + m - 1, 4*O]; row r of phase a is output row 2r + a.
+    hh, ww = h + m - 1, wd + m - 1
+    y = y.reshape(n, hh, ww, 2, 2, o).transpose(0, 1, 3, 2, 4, 5).reshape(n, 2 * hh, 2 * ww, o)
+    return y[:, :2 * h + k - 2, :2 * wd + k - 2]
+
+
 def conv2d_up2(x: jnp.ndarray, w: jnp.ndarray, f: jnp.ndarray) -> jnp.ndarray:
     """The 2x up-sampling conv of ``conv0``: [N, H, W, I] -> [N, 2H, 2W, O].
 
     NVIDIA runs a stride-2 transposed conv with the *unflipped* weight, then the FIR filter
-    with padding 1 and gain 4. A transposed conv is a correlation of the zero-dilated input
-    with the spatially flipped kernel, padded by k - 1.
+    ``f`` ([k] taps or [k, k]) with gain 4 and the padding that brings 2H + k - 2 to 2H.
     """
     k = w.shape[0]
     fh = f.shape[0]
-    y = lax.conv_general_dilated(x, w[::-1, ::-1].astype(x.dtype), (1, 1),
-                                 ((k - 1, k - 1), (k - 1, k - 1)), lhs_dilation=(2, 2),
-                                 dimension_numbers=_NHWC)
-    # The transposed conv gives 2H + k - 2 rows; NVIDIA's FIR padding (conv2d_resample with
-    # padding k//2) brings that to 2H: (1, 1) for k = 3 and a 4-tap filter.
+    y = conv_transpose2d_stride2(x, w)
+    # NVIDIA conv2d_resample with padding k//2: (1, 1) for k = 3 and a 4-tap filter.
     p = k // 2
     p0 = p + (fh + 1) // 2 - (k - 1)
     p1 = p + (fh - 2) // 2 - (k - 2)
