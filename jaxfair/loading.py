@@ -8,8 +8,17 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxfair import checkpoints
+from jaxfair import attributes, checkpoints
+from jaxfair import preprocess as pp
+from jaxfair.classifier import Classifier, default_preprocess
+from jaxfair.models import resnet, vggface
 from jaxfair.models import stylegan2 as sg
+
+# Classifier kinds: (config class, abstract-module builder).
+_CLASSIFIERS = {
+    "resnet": (resnet.ResNetConfig, resnet.abstract),
+    "vggface": (vggface.VGGFaceConfig, vggface.abstract),
+}
 
 
 def generator_from_params(cfg: sg.StyleGAN2Config, params: dict, meta: dict | None = None
@@ -46,4 +55,75 @@ def load_generator(path: str) -> sg.Generator:
         conv = formats.read(path)
     except CheckpointError as e:
         raise CheckpointError(f"{path}: {e}") from None
+    if conv.kind != "stylegan2":
+        raise CheckpointError(f"{path}: holds a {conv.kind!r} classifier, not a StyleGAN2 "
+                              "generator")
     return generator_from_params(conv.config, conv.params, conv.meta())
+
+
+def _schema(kind: str, config, name: str | None) -> attributes.Schema:
+    if kind == "vggface":
+        return attributes.deepface_schema(config.heads)
+    return attributes.resnet_schema(name or "auto", config.num_outputs)
+
+
+def classifier_from_params(kind: str, config, params: dict, schema: str | None = None,
+                           meta: dict | None = None, preprocess: pp.Preprocess | None = None
+                           ) -> Classifier:
+    """Builds a Classifier from a nested dict of arrays shaped like the module state.
+
+    Args:
+      kind: 'resnet' or 'vggface'.
+      config: ResNetConfig or VGGFaceConfig.
+      schema: schema name recorded at conversion ('fairface7', 'fairface4'); ResNets only.
+      preprocess: overrides the family's default (``classifier.default_preprocess``).
+    """
+    if kind not in _CLASSIFIERS:
+        raise ValueError(f"unknown classifier kind {kind!r}; known: {', '.join(_CLASSIFIERS)}")
+    graphdef, state = _CLASSIFIERS[kind][1](config)
+    nnx.replace_by_pure_dict(state, jax.tree.map(jnp.asarray, params))
+    return Classifier(kind, config, graphdef, state, _schema(kind, config, schema),
+                      preprocess or default_preprocess(kind, config), meta)
+
+
+def load_classifier(path: str, preprocess: pp.Preprocess | None = None,
+                    schema: str = "auto") -> Classifier:
+    """Loads an attribute classifier (FairFace ResNet or DeepFace VGG-Face).
+
+    Args:
+      path: a directory written by ``python -m jaxfair.convert``, or source files converted
+        in memory (nothing written): a FairFace torchvision ``.pt``, or one to three DeepFace
+        ``.h5`` files as a comma-separated string.
+      preprocess: crop box / size / normalisation for ``predict``; default: the family's own
+        (``Preprocess.fairface()`` or ``Preprocess.deepface()``) for FFHQ-aligned images.
+      schema: for a source ``.pt`` only: 'auto', 'fairface7' or 'fairface4' (as
+        ``--schema`` of the converter); a directory records its schema.
+
+    Returns:
+      A ``Classifier`` with ``.logits``, ``.predict`` and ``.schema``.
+    """
+    if os.path.isdir(path):
+        meta = checkpoints.read_meta(path)
+        if meta["kind"] not in _CLASSIFIERS:
+            raise checkpoints.CheckpointDirError(
+                f"{path} holds a {meta['kind']!r} checkpoint, not a classifier")
+        config_cls, build = _CLASSIFIERS[meta["kind"]]
+        config = config_cls.from_dict(meta["config"])
+        _, abstract = build(config)
+        _, params = checkpoints.load(path, abstract.to_pure_dict())
+        try:
+            return classifier_from_params(meta["kind"], config, params, meta.get("schema"),
+                                          meta, preprocess)
+        except ValueError as e:
+            raise checkpoints.CheckpointDirError(f"{path}: {e}") from None
+    from jaxfair.convert import formats
+    from jaxfair.convert.torch_pickle import CheckpointError
+
+    try:
+        conv = formats.read(path, schema=schema)
+    except CheckpointError as e:
+        raise CheckpointError(f"{path}: {e}") from None
+    if conv.kind not in _CLASSIFIERS:
+        raise CheckpointError(f"{path}: holds a {conv.kind!r} model, not a classifier")
+    return classifier_from_params(conv.kind, conv.config, conv.params, conv.schema,
+                                  conv.meta(), preprocess)

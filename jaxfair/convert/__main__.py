@@ -1,6 +1,11 @@
 r"""Converts an official checkpoint into a jaxfair checkpoint directory.
 
   python -m jaxfair.convert --src=stylegan2-ffhq-1024x1024.pkl --out=checkpoints/ffhq1024
+  python -m jaxfair.convert --src=res34_fair_align_multi_7_20190809.pt --out=checkpoints/fairface
+  python -m jaxfair.convert --src=fairface_alldata_4race_20191111.pt --schema=fairface4 \
+      --out=checkpoints/fairface4
+  python -m jaxfair.convert --out=checkpoints/deepface \
+      --src=race_model_single_batch.h5,gender_model_weights.h5,age_model_weights.h5
 
 Reads the file with a restricted unpickler (no code from the file runs), infers the
 architecture from it, and writes DIR/meta.json + DIR/params atomically. Bad input: one line
@@ -15,9 +20,13 @@ from jaxfair import checkpoints, cli
 from jaxfair.convert import formats
 from jaxfair.convert.torch_pickle import CheckpointError
 
-_SRC = flags.DEFINE_string("src", None, "Source checkpoint file (.pkl, .pt).")
+_SRC = flags.DEFINE_string("src", None, "Source checkpoint file (.pkl, .pt), or up to three "
+                           "comma-separated DeepFace .h5 files (race, gender, age).")
 _OUT = flags.DEFINE_string("out", None, "Output directory (must not exist or be empty).")
 _FORMAT = flags.DEFINE_enum("format", "auto", list(formats.FORMATS), "Source format.")
+_SCHEMA = flags.DEFINE_enum("schema", "auto", list(formats.SCHEMA_CHOICES),
+                            "Classifier output schema (auto: fairface7 for an 18-way ResNet "
+                            "head; fairface4 for FairFace's 4-race model; deepface for .h5).")
 
 
 def fail(msg: str) -> None:
@@ -29,7 +38,7 @@ def main():
         fail("both --src and --out are required")
     try:
         checkpoints.check_output_dir(_OUT.value)
-        conv = formats.read(_SRC.value, _FORMAT.value)
+        conv = formats.read(_SRC.value, _FORMAT.value, _SCHEMA.value)
     except checkpoints.CheckpointDirError as e:
         fail(str(e))
     except CheckpointError as e:
@@ -39,8 +48,11 @@ def main():
         checkpoints.save(_OUT.value, conv.params, conv.meta())
     except (OSError, checkpoints.CheckpointDirError) as e:
         fail(f"{_OUT.value}: {e}")
-    print(f"wrote {conv.kind} checkpoint to {_OUT.value} ({conv.source['format']}, "
-          f"sha256 {conv.source['sha256'][:12]})")
+    sha = conv.source["sha256"]
+    sha = ",".join(h[:12] for h in sha) if isinstance(sha, list) else sha[:12]
+    schema = f", schema {conv.schema}" if conv.schema else ""
+    print(f"wrote {conv.kind} checkpoint to {_OUT.value} ({conv.source['format']}{schema}, "
+          f"sha256 {sha})")
 
 
 if __name__ == "__main__":
