@@ -1,0 +1,37 @@
+"""Procedural demo world: biased cartoon faces with exact labels, and contact sheets."""
+
+from jaxfair.demo.sheet import contact_sheet
+from jaxfair.demo.world import (
+    BIAS,
+    BLEND_HALF_WIDTH,
+    FACTORS,
+    NUM_FACTORS,
+    SCHEMA,
+    THRESHOLDS,
+    FaceParams,
+    factors_from_normal,
+    in_blend_zone,
+    labels_from_factors,
+    params_from_factors,
+    render,
+    sample,
+    sample_factors,
+)
+
+__all__ = [
+    "BIAS",
+    "BLEND_HALF_WIDTH",
+    "FACTORS",
+    "NUM_FACTORS",
+    "SCHEMA",
+    "THRESHOLDS",
+    "FaceParams",
+    "contact_sheet",
+    "factors_from_normal",
+    "in_blend_zone",
+    "labels_from_factors",
+    "params_from_factors",
+    "render",
+    "sample",
+    "sample_factors",
+]
