@@ -166,7 +166,6 @@ def deepface_schema(heads: tuple[str, ...]) -> Schema:
     return Schema("deepface", start, tuple(attrs))
 
 
-SCHEMAS = types.MappingProxyType({"fairface7": FAIRFACE7, "fairface4": FAIRFACE4})
 
 
 def resnet_schema(name: str, num_outputs: int) -> Schema:
@@ -213,6 +212,14 @@ def _norm(word: str) -> str:
     """Lower case; spaces, underscores and hyphens between letters become '_'."""
     word = re.sub(r"\s*-\s*", "-", word.strip().lower())
     return re.sub(r"[\s_]+|(?<=[a-z])-(?=[a-z])", "_", word)
+
+
+# The demo world's classifier (checkpoints/demo; jaxfair.demo.world.SCHEMA, same order).
+DEMO = schema_from_classes("demo", {"tone": ("light", "medium", "dark"),
+                                    "hair": ("short", "long"), "glasses": ("no", "yes")})
+
+SCHEMAS = types.MappingProxyType({"fairface7": FAIRFACE7, "fairface4": FAIRFACE4,
+                                  "demo": DEMO})
 
 
 @flax.struct.dataclass

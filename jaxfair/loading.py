@@ -111,6 +111,8 @@ def load_classifier(path: str, preprocess: pp.Preprocess | None = None,
         config = config_cls.from_dict(meta["config"])
         _, abstract = build(config)
         _, params = checkpoints.load(path, abstract.to_pure_dict())
+        if preprocess is None and "preprocess" in meta:  # e.g. the demo classifier
+            preprocess = pp.Preprocess.from_dict(meta["preprocess"])
         try:
             return classifier_from_params(meta["kind"], config, params, meta.get("schema"),
                                           meta, preprocess)

@@ -133,6 +133,22 @@ class Preprocess:
         return cls(box, size, False, IMAGENET_MEAN, IMAGENET_STD)
 
     @classmethod
+    def demo(cls, size: int = 64) -> Preprocess:
+        """The demo classifier: whole image at its own size, [-1, 1] values (mean/std 0.5)."""
+        return cls(CropBox(0.0, 0.0, 1.0, 1.0), size, False, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Preprocess:
+        d = dict(d)
+        d["box"] = CropBox(**d["box"])
+        for k in ("mean", "std"):
+            d[k] = tuple(d[k])
+        return cls(**d)
+
+    @classmethod
     def deepface(cls, box: CropBox = DEEPFACE_FFHQ_BOX, size: int = 224) -> Preprocess:
         """Detector box, BGR, [0, 1] without mean subtraction (DeepFace ``analyze``)."""
         return cls(box, size, True)

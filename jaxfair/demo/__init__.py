@@ -1,6 +1,5 @@
-"""Procedural demo world: biased cartoon faces with exact labels, and contact sheets."""
+"""Procedural demo world: biased cartoon faces with exact labels, and its trained models."""
 
-from jaxfair.demo.sheet import contact_sheet
 from jaxfair.demo.world import (
     BIAS,
     BLEND_HALF_WIDTH,
@@ -26,7 +25,6 @@ __all__ = [
     "SCHEMA",
     "THRESHOLDS",
     "FaceParams",
-    "contact_sheet",
     "factors_from_normal",
     "in_blend_zone",
     "labels_from_factors",

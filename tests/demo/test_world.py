@@ -16,7 +16,6 @@ from jaxfair.demo import (
     NUM_FACTORS,
     SCHEMA,
     THRESHOLDS,
-    contact_sheet,
     factors_from_normal,
     in_blend_zone,
     labels_from_factors,
@@ -275,27 +274,3 @@ def test_glasses_darken_the_eye_region(batch, render_u):
     # Nothing changes far from the glasses (the midline between mouth and chin).
     far = (np.abs(x) < 0.06) & (y > 0.3) & (y < 0.45)
     np.testing.assert_allclose(bare[far], glasses[far], atol=1e-6)
-
-
-# ---------------------------------------------------------------------- contact sheets ---
-
-def test_contact_sheet_layout():
-    images = np.stack([np.full((4, 5, 3), v, np.float32) for v in (-1.0, 0.0, 1.0)])
-    images[1, 0, 0] = [2.0, -3.0, 0.5]  # out of range is clipped
-    sheet = contact_sheet(images, cols=2)
-    assert sheet.shape == (8, 10, 3) and sheet.dtype == np.uint8
-    assert (sheet[:4, :5] == 0).all()
-    assert (sheet[:4, 5:] == 128).sum() == 4 * 5 * 3 - 3
-    np.testing.assert_array_equal(sheet[0, 5], [255, 0, 191])
-    assert (sheet[4:, :5] == 255).all()
-    assert (sheet[4:, 5:] == 0).all()  # the empty cell
-
-
-def test_contact_sheet_of_rendered_faces(batch):
-    _, images = batch
-    sheet = contact_sheet(images[:6], cols=3)
-    assert sheet.shape == (2 * SIZE, 3 * SIZE, 3)
-    expected = np.round((images[4] + 1.0) * 127.5).astype(np.uint8)
-    np.testing.assert_array_equal(sheet[SIZE:, SIZE:2 * SIZE], expected)
-    with pytest.raises(ValueError):
-        contact_sheet(images[0], cols=2)
