@@ -14,12 +14,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from typing import Any
 
 import jax
 import numpy as np
+
+from jaxfair import atomic
 
 META_FILE = "meta.json"
 PARAMS_DIR = "params"
@@ -39,11 +39,11 @@ def sha256_file(path: str, chunk: int = 1 << 20) -> str:
 
 
 def check_output_dir(path: str) -> None:
-    """Raises if ``path`` exists and is a non-empty directory or a file."""
-    if os.path.isdir(path) and os.listdir(path):
-        raise CheckpointDirError(f"output directory {path} exists and is not empty")
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise CheckpointDirError(f"output path {path} exists and is not a directory")
+    """Raises CheckpointDirError if ``path`` exists and is a non-empty directory or a file."""
+    try:
+        atomic.check_empty(path)
+    except atomic.OutputExistsError as e:
+        raise CheckpointDirError(str(e)) from None
 
 
 def save(path: str, params: dict, meta: dict[str, Any]) -> None:
@@ -54,28 +54,17 @@ def save(path: str, params: dict, meta: dict[str, Any]) -> None:
       params: nested dict of arrays (``nnx.State.to_pure_dict()``).
       meta: JSON-serialisable; must contain ``kind`` and ``config``.
     """
-    path = os.path.abspath(path)
     check_output_dir(path)
-    parent = os.path.dirname(path)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.tmp-", dir=parent)
-    try:
-        import orbax.checkpoint as ocp
+    import orbax.checkpoint as ocp
 
+    with atomic.directory(path) as tmp:
         host = jax.tree.map(np.asarray, params)
         ckptr = ocp.StandardCheckpointer()
         ckptr.save(os.path.join(tmp, PARAMS_DIR), host)
         ckptr.wait_until_finished()
-        full_meta = {"format_version": FORMAT_VERSION, **meta}
         with open(os.path.join(tmp, META_FILE), "w") as f:
-            json.dump(full_meta, f, indent=2, sort_keys=True)
+            json.dump({"format_version": FORMAT_VERSION, **meta}, f, indent=2, sort_keys=True)
             f.write("\n")
-        if os.path.isdir(path):
-            os.rmdir(path)  # empty: checked above
-        os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def read_meta(path: str) -> dict[str, Any]:

@@ -12,9 +12,9 @@ from __future__ import annotations
 from absl import flags, logging
 
 from jaxfair import cli
+from jaxfair.attributes import TargetError
 from jaxfair.checkpoints import CheckpointDirError
 from jaxfair.convert.torch_pickle import CheckpointError
-from jaxfair.attributes import TargetError
 from jaxfair.sampling import rejection, unguided
 
 METHODS = {"rejection": rejection.run, "unguided": unguided.run}

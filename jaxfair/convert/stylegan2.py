@@ -13,6 +13,7 @@ import math
 
 import numpy as np
 
+from jaxfair.convert.assign import assign
 from jaxfair.convert.torch_pickle import CheckpointError, PersistentObj
 from jaxfair.models import stylegan2 as sg
 
@@ -223,18 +224,6 @@ def from_rosinality(top: object) -> tuple[sg.StyleGAN2Config, dict[str, np.ndarr
 
 # NVIDIA flat layout -> module state ---------------------------------------------------------
 
-def _layout_perm(key: str, ndim: int) -> tuple[int, ...] | None:
-    """Axis permutation from the NVIDIA layout of ``key`` to jaxfair's."""
-    leaf = key.rsplit(".", 1)[-1]
-    if leaf == "weight" and ndim == 2:
-        return (1, 0)  # FC [out, in] -> [in, out]
-    if leaf == "weight" and ndim == 4:
-        return (2, 3, 1, 0)  # OIHW -> HWIO
-    if leaf == "const" and ndim == 3:
-        return (1, 2, 0)  # [C, 4, 4] -> [4, 4, C]
-    return None
-
-
 def to_params(cfg: sg.StyleGAN2Config, flat: dict[str, np.ndarray]) -> dict:
     """Assigns NVIDIA-keyed arrays to the module's state (nested dict, JAX layouts).
 
@@ -242,39 +231,4 @@ def to_params(cfg: sg.StyleGAN2Config, flat: dict[str, np.ndarray]) -> dict:
       CheckpointError: on missing keys, unexpected keys or shape mismatches.
     """
     _, abstract = sg.abstract(cfg)
-    target = abstract.to_pure_dict()
-    expected: dict[str, object] = {}
-
-    def walk(d, prefix):
-        for k, v in d.items():
-            if isinstance(v, dict):
-                walk(v, f"{prefix}{k}.")
-            else:
-                expected[f"{prefix}{k}"] = v
-
-    walk(target, "")
-    missing = sorted(set(expected) - set(flat))
-    extra = sorted(set(flat) - set(expected))
-    if missing:
-        raise CheckpointError(f"missing keys: {', '.join(missing[:5])}"
-                              + (" ..." if len(missing) > 5 else ""))
-    if extra:
-        raise CheckpointError(f"unexpected keys: {', '.join(extra[:5])}"
-                              + (" ..." if len(extra) > 5 else ""))
-    params: dict = {}
-    for key, spec in expected.items():
-        x = np.asarray(flat[key])
-        perm = _layout_perm(key, len(spec.shape))
-        need = tuple(spec.shape) if perm is None else tuple(
-            spec.shape[perm.index(i)] for i in range(len(perm)))
-        if x.shape != need:
-            raise CheckpointError(f"shape mismatch for '{key}': file has {x.shape}, the "
-                                  f"architecture needs {need}")
-        if perm is not None:
-            x = x.transpose(perm)
-        node = params
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = np.ascontiguousarray(x, dtype=np.float32)
-    return params
+    return assign(abstract.to_pure_dict(), flat)

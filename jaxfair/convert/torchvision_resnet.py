@@ -14,6 +14,7 @@ import re
 
 import numpy as np
 
+from jaxfair.convert.assign import assign, shorten
 from jaxfair.convert.torch_pickle import CheckpointError
 from jaxfair.models import resnet
 
@@ -31,10 +32,6 @@ def is_resnet_state_dict(obj: object) -> bool:
 def _strip_module(key: str) -> str:
     # Models saved from nn.DataParallel prefix every key with 'module.'.
     return key[len("module."):] if key.startswith("module.") else key
-
-
-def _shorten(keys: list[str], n: int = 5) -> str:
-    return ", ".join(keys[:n]) + (" ..." if len(keys) > n else "")
 
 
 def from_state_dict(sd: dict) -> tuple[resnet.ResNetConfig, dict[str, np.ndarray]]:
@@ -67,7 +64,7 @@ def from_state_dict(sd: dict) -> tuple[resnet.ResNetConfig, dict[str, np.ndarray
                           and re.search(r"(^|\.)(bn\d|downsample\.1)\.", k + ".")})
     missing = [f"{p}.{s}" for p in bn_prefixes for s in _BN_STATS if f"{p}.{s}" not in flat]
     if missing:
-        raise CheckpointError(f"missing BatchNorm statistics: {_shorten(missing)} (inference "
+        raise CheckpointError(f"missing BatchNorm statistics: {shorten(missing)} (inference "
                               "needs running_mean and running_var)")
 
     def shape(key: str, ndim: int) -> tuple[int, ...]:
@@ -95,25 +92,6 @@ def from_state_dict(sd: dict) -> tuple[resnet.ResNetConfig, dict[str, np.ndarray
     return cfg, flat
 
 
-def _layout_perm(key: str, ndim: int) -> tuple[int, ...] | None:
-    """Axis permutation from torch's layout of ``key`` to jaxfair's."""
-    if key.endswith(".weight") and ndim == 4:
-        return (2, 3, 1, 0)  # OIHW -> HWIO
-    if key.endswith(".weight") and ndim == 2:
-        return (1, 0)  # Linear [out, in] -> [in, out]
-    return None
-
-
-def _flatten(tree: dict, prefix: str = "") -> dict[str, object]:
-    out = {}
-    for k, v in tree.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def to_params(cfg: resnet.ResNetConfig, flat: dict[str, np.ndarray]) -> dict:
     """Assigns torchvision-keyed arrays to the module's state (nested dict, JAX layouts).
 
@@ -121,28 +99,4 @@ def to_params(cfg: resnet.ResNetConfig, flat: dict[str, np.ndarray]) -> dict:
       CheckpointError: on missing keys, unexpected keys or shape mismatches.
     """
     _, abstract = resnet.abstract(cfg)
-    expected = _flatten(abstract.to_pure_dict())
-    missing = sorted(set(expected) - set(flat))
-    extra = sorted(set(flat) - set(expected))
-    if missing:
-        raise CheckpointError(f"missing keys: {_shorten(missing)}")
-    if extra:
-        raise CheckpointError(f"unexpected keys: {_shorten(extra)}")
-    params: dict = {}
-    for key, spec in expected.items():
-        x = np.asarray(flat[key])
-        perm = _layout_perm(key, len(spec.shape))
-        need = tuple(spec.shape) if perm is None else tuple(
-            spec.shape[perm.index(i)] for i in range(len(perm)))
-        if x.shape != need:
-            raise CheckpointError(f"shape mismatch for '{key}': file has {x.shape}, the "
-                                  f"architecture needs {need}")
-        if perm is not None:
-            x = x.transpose(perm)
-        node = params
-        *parents, leaf = key.split(".")
-        for p in parents:
-            # nnx.List entries (layer1.0, downsample.1) are integer keys in the state.
-            node = node.setdefault(int(p) if p.isdigit() else p, {})
-        node[leaf] = np.ascontiguousarray(x, dtype=np.float32)
-    return params
+    return assign(abstract.to_pure_dict(), flat)

@@ -10,18 +10,16 @@ and inference is then exactly what is trained.
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from flax import nnx
 
 from jaxfair import attributes
 from jaxfair import preprocess as pp
-from jaxfair.demo import world
+from jaxfair.demo import loop, world
 from jaxfair.models import resnet
 
 
@@ -97,16 +95,8 @@ def fit(cfg: ClassifierFitConfig, log: Callable[[str], None] = print
         updates, opt_state = tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
 
-    start = time.time()
-    losses = []
-    for i in range(cfg.steps):
-        params, opt_state, loss = step(params, opt_state, jax.random.fold_in(k_train, i))
-        losses.append(loss)
-        if (i + 1) % cfg.log_every == 0 or i + 1 == cfg.steps:
-            recent = float(np.mean(np.asarray(losses[-cfg.log_every:])))
-            log(f"classifier step {i + 1}/{cfg.steps}  loss {recent:.4f}  "
-                f"{time.time() - start:.0f}s")
-    record = {"fit": dataclasses.asdict(cfg),
-              "final_loss": float(np.mean(np.asarray(losses[-cfg.log_every:]))),
-              "train_seconds": round(time.time() - start, 1)}
+    params, _, final, seconds = loop.train(step, params, opt_state, k_train, cfg.steps,
+                                           cfg.log_every, log, "classifier")
+    record = {"fit": dataclasses.asdict(cfg), "final_loss": final,
+              "train_seconds": round(seconds, 1)}
     return rcfg, graphdef, nnx.merge_state(params, rest), record

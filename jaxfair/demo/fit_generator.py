@@ -16,7 +16,6 @@ dependence is O(1 / z_dim)).
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Callable
 
 import jax
@@ -26,7 +25,7 @@ import optax
 from flax import nnx
 from jax.scipy.special import betainc
 
-from jaxfair.demo import world
+from jaxfair.demo import loop, world
 from jaxfair.models import stylegan2 as sg
 from jaxfair.models import stylegan2_ops as ops
 
@@ -139,20 +138,15 @@ def fit(cfg: GeneratorFitConfig, log: Callable[[str], None] = print,
         updates, opt_state = tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
 
-    start = time.time()
-    losses = []
-    for i in range(cfg.steps):
-        params, opt_state, loss = step(params, opt_state, jax.random.fold_in(k_train, i))
-        losses.append(loss)
-        if (i + 1) % cfg.log_every == 0 or i + 1 == cfg.steps:
-            recent = float(np.mean(np.asarray(losses[-cfg.log_every:])))
-            log(f"step {i + 1}/{cfg.steps}  mse {recent:.5f}  {time.time() - start:.0f}s")
-            if sample_sheet:
-                _write_sheet(sample_sheet, graphdef, nnx.merge_state(params, rest),
-                             jax.random.key(1), cfg.z_dim)
+    def write_sheet(params):
+        if sample_sheet:
+            _write_sheet(sample_sheet, graphdef, nnx.merge_state(params, rest),
+                         jax.random.key(1), cfg.z_dim)
+
+    params, _, final, seconds = loop.train(step, params, opt_state, k_train, cfg.steps,
+                                           cfg.log_every, log, "generator", write_sheet)
     state = nnx.merge_state(params, rest)
     state["mapping"]["w_avg"].value = estimate_w_avg(graphdef, state, k_avg, cfg.z_dim)
-    record = {"fit": dataclasses.asdict(cfg),
-              "final_mse": float(np.mean(np.asarray(losses[-cfg.log_every:]))),
-              "train_seconds": round(time.time() - start, 1)}
+    record = {"fit": dataclasses.asdict(cfg), "final_mse": final,
+              "train_seconds": round(seconds, 1)}
     return gcfg, state, record

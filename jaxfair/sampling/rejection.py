@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Callable
 
 import jax
@@ -29,7 +27,7 @@ import ml_collections
 import numpy as np
 
 import jaxfair
-from jaxfair import attributes
+from jaxfair import atomic, attributes
 from jaxfair import images as imlib
 from jaxfair.classifier import Classifier
 from jaxfair.classifier import predict as classifier_predict
@@ -89,8 +87,7 @@ def validate(config: ml_collections.ConfigDict, schema: attributes.Schema) -> No
 def run(config: ml_collections.ConfigDict, workdir: str,
         log: Callable[[str], None] = print) -> dict:
     """Fills ``config.per_group`` faces for every group of ``config.attributes``."""
-    if os.path.isdir(workdir) and os.listdir(workdir):
-        raise FileExistsError(f"workdir {workdir} exists and is not empty")
+    atomic.check_empty(workdir, "workdir")
     G = jaxfair.load_generator(config.generator)
     C = jaxfair.load_classifier(config.classifier)
     validate(config, C.schema)
@@ -122,10 +119,7 @@ def run(config: ml_collections.ConfigDict, workdir: str,
 
 
 def _write(config, workdir, G, C, names, kept, seen) -> dict:
-    parent = os.path.dirname(os.path.abspath(workdir))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(workdir)}.tmp-", dir=parent)
-    try:
+    with atomic.directory(workdir, "workdir") as tmp:
         latents, records = [], []
         for name, items in zip(names, kept):
             if config.image_format != "none":
@@ -154,10 +148,4 @@ def _write(config, workdir, G, C, names, kept, seen) -> dict:
             "jaxfair_version": jaxfair.__version__, "config": json.loads(config.to_json())}
         with open(os.path.join(tmp, "summary.json"), "w") as f:
             json.dump(summary, f, indent=2)
-        if os.path.isdir(workdir):
-            os.rmdir(workdir)
-        os.replace(tmp, workdir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return summary

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Callable
 
 import jax
@@ -19,6 +17,7 @@ import ml_collections
 import numpy as np
 
 import jaxfair
+from jaxfair import atomic
 from jaxfair import images as imlib
 from jaxfair.models import stylegan2 as sg
 
@@ -63,14 +62,10 @@ def run(config: ml_collections.ConfigDict, workdir: str,
       The summary written to ``summary.json``.
     """
     validate(config)
-    if os.path.isdir(workdir) and os.listdir(workdir):
-        raise FileExistsError(f"workdir {workdir} exists and is not empty")
+    atomic.check_empty(workdir, "workdir")
     G = jaxfair.load_generator(config.generator)
     render = make_render_fn(G, config.batch_size, config.truncation_psi, config.noise_mode)
-    parent = os.path.dirname(os.path.abspath(workdir))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(workdir)}.tmp-", dir=parent)
-    try:
+    with atomic.directory(workdir, "workdir") as tmp:
         os.makedirs(os.path.join(tmp, "images"))
         key = jax.random.key(config.seed)
         zs, first = [], []
@@ -101,12 +96,6 @@ def run(config: ml_collections.ConfigDict, workdir: str,
                    "config": json.loads(config.to_json())}
         with open(os.path.join(tmp, "summary.json"), "w") as f:
             json.dump(summary, f, indent=2)
-        if os.path.isdir(workdir):
-            os.rmdir(workdir)
-        os.replace(tmp, workdir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return summary
 
 

@@ -315,19 +315,6 @@ def test_bad_h5_combinations(tmp_path, deepface_files, golden_pt):
 
 # API and CLI ---------------------------------------------------------------------------------
 
-def run(capsys, *args):
-    """Runs the convert CLI in-process; returns (exit code, stdout, stderr)."""
-    flags.FLAGS.unparse_flags()
-    flags.FLAGS(["convert", *args])
-    code = 0
-    try:
-        cli.main()
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 @pytest.fixture(scope="module")
 def fairface_dir(tmp_path_factory, golden_pt):
     out = tmp_path_factory.mktemp("ckpt") / "fairface"
@@ -374,14 +361,14 @@ def test_load_from_source_equals_dir(fairface_dir, golden_pt):
         jaxfair.load_generator(fairface_dir)
 
 
-def test_cli_fairface4_and_deepface(tmp_path, capsys, golden_pt, deepface_files):
+def test_cli_fairface4_and_deepface(tmp_path, convert_cli, golden_pt, deepface_files):
     nets, paths = deepface_files
-    code, out, err = run(capsys, f"--src={golden_pt}", "--schema=fairface4",
+    code, out, err = convert_cli(f"--src={golden_pt}", "--schema=fairface4",
                          f"--out={tmp_path / 'ff4'}")
     assert code == 0, err
     assert "schema fairface4" in out
     src = ",".join([paths["race"], paths["gender"]])
-    code, out, err = run(capsys, f"--src={src}", f"--out={tmp_path / 'df'}")
+    code, out, err = convert_cli(f"--src={src}", f"--out={tmp_path / 'df'}")
     assert code == 0 and "wrote vggface checkpoint" in out, err
     C = jaxfair.load_classifier(str(tmp_path / "df"))
     assert C.config.heads == ("race", "gender") and C.config.head_backbone == (0, 1)
@@ -396,7 +383,7 @@ def test_cli_fairface4_and_deepface(tmp_path, capsys, golden_pt, deepface_files)
     assert probs["race"].shape == (3, 6) and probs["gender"].shape == (3, 2)
 
 
-def test_cli_bad_classifier_inputs_one_line_exit_2(tmp_path, capsys, golden_pt,
+def test_cli_bad_classifier_inputs_one_line_exit_2(tmp_path, convert_cli, golden_pt,
                                                     deepface_files):
     nets, paths = deepface_files
     sd = torchvision_sd(TINY_RN, 3)
@@ -415,7 +402,7 @@ def test_cli_bad_classifier_inputs_one_line_exit_2(tmp_path, capsys, golden_pt,
     ]
     for args, needle in cases:
         before = set(os.listdir(tmp_path))
-        code, out, err = run(capsys, *args, f"--out={tmp_path / 'out'}")
+        code, out, err = convert_cli(*args, f"--out={tmp_path / 'out'}")
         lines = err.strip().splitlines()
         assert code == 2 and len(lines) == 1 and needle in lines[0], (args, err)
         assert "Traceback" not in err and not out

@@ -8,25 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch_writer
-from absl import flags
 from rosinality import to_rosinality
 
-from jaxfair.convert import __main__ as cli
 from jaxfair.convert import stylegan2 as sg_import
 from jaxfair.convert import torch_pickle
-
-
-def run(capsys, *args):
-    """Runs the CLI in-process; returns (exit code, stdout, stderr)."""
-    flags.FLAGS.unparse_flags()
-    flags.FLAGS(["convert", *args])
-    code = 0
-    try:
-        cli.main()
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")
@@ -35,9 +20,9 @@ def ros_sd(sg2_pkl):
     return to_rosinality(flat, cfg.block_resolutions), flat["mapping.w_avg"]
 
 
-def test_converts_nvidia_pickle(tmp_path, capsys, sg2_pkl):
+def test_converts_nvidia_pickle(tmp_path, convert_cli, sg2_pkl):
     out = tmp_path / "ffhq"
-    code, stdout, _ = run(capsys, f"--src={sg2_pkl}", f"--out={out}")
+    code, stdout, _ = convert_cli(f"--src={sg2_pkl}", f"--out={out}")
     assert code == 0 and "wrote stylegan2 checkpoint" in stdout
     assert sorted(os.listdir(out)) == ["meta.json", "params"]
     assert sorted(os.listdir(tmp_path)) == ["ffhq"]
@@ -79,11 +64,11 @@ def _bad_cases(tmp_path, sg2_pkl, ros_sd):
 
 @pytest.mark.parametrize("case", ["missing", "truncated", "corrupt", "no_g_ema", "unknown",
                                   "unknown_pickle", "missing_key", "extra_key", "shape"])
-def test_bad_input_one_line_exit_2_nothing_written(tmp_path, capsys, sg2_pkl, ros_sd, case):
+def test_bad_input_one_line_exit_2_nothing_written(tmp_path, convert_cli, sg2_pkl, ros_sd, case):
     src, expected = _bad_cases(tmp_path, sg2_pkl, ros_sd)[case]
     before = set(os.listdir(tmp_path))
     out = tmp_path / "out"
-    code, stdout, stderr = run(capsys, f"--src={src}", f"--out={out}")
+    code, stdout, stderr = convert_cli(f"--src={src}", f"--out={out}")
     assert code == 2
     lines = stderr.strip().splitlines()
     assert len(lines) == 1 and expected in lines[0] and src in lines[0], stderr
@@ -91,11 +76,11 @@ def test_bad_input_one_line_exit_2_nothing_written(tmp_path, capsys, sg2_pkl, ro
     assert set(os.listdir(tmp_path)) == before  # nothing created, no temp dirs
 
 
-def test_nonempty_output_dir_is_refused(tmp_path, capsys, sg2_pkl):
+def test_nonempty_output_dir_is_refused(tmp_path, convert_cli, sg2_pkl):
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("x")
-    code, _, stderr = run(capsys, f"--src={sg2_pkl}", f"--out={out}")
+    code, _, stderr = convert_cli(f"--src={sg2_pkl}", f"--out={out}")
     assert code == 2 and "exists and is not empty" in stderr
     assert os.listdir(out) == ["keep.txt"]
 

@@ -41,7 +41,7 @@ def test_generator_fit_learns():
                                            channel_max=16, log_every=4)
     logs = []
     gcfg, state, record = fit_generator.fit(cfg, log=logs.append)
-    mses = [float(line.split("mse ")[1].split()[0]) for line in logs]
+    mses = [float(line.split("loss ")[1].split()[0]) for line in logs]
     assert len(mses) == 3 and mses[-1] < mses[0]
     assert gcfg.img_resolution == 16 and record["fit"]["steps"] == 12
     assert np.isfinite(np.asarray(state["mapping"]["w_avg"].value)).all()

@@ -1,0 +1,47 @@
+"""Atomic output directories: write everything into a hidden temporary sibling, then rename.
+
+A reader (or a resumed job) never sees a half-written directory: either the target does not
+exist (or is empty), or it is complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+
+
+class OutputExistsError(FileExistsError):
+    """The output path exists and is not an empty directory."""
+
+
+def check_empty(path: str, what: str = "output directory") -> None:
+    """Raises OutputExistsError unless ``path`` is absent or an empty directory."""
+    if os.path.isdir(path) and os.listdir(path):
+        raise OutputExistsError(f"{what} {path} exists and is not empty")
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise OutputExistsError(f"{what} {path} exists and is not a directory")
+
+
+@contextlib.contextmanager
+def directory(path: str, what: str = "output directory") -> Iterator[str]:
+    """Yields a temporary directory that becomes ``path`` when the block succeeds.
+
+    On any exception the temporary directory is removed and ``path`` is left untouched.
+    """
+    path = os.path.abspath(path)
+    check_empty(path, what)
+    parent = os.path.dirname(path)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.tmp-", dir=parent)
+    try:
+        yield tmp
+        check_empty(path, what)  # nobody created it meanwhile
+        if os.path.isdir(path):
+            os.rmdir(path)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
