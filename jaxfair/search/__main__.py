@@ -1,0 +1,49 @@
+r"""Fused latent search for one target: ``python -m jaxfair.search``.
+
+  python -m jaxfair.search --config=configs/demo.py --target="tone=dark,hair=long" \
+      --workdir=out/search --config.search.strategy=SNES
+
+Writes accepted latents, their probabilities and a contact sheet (see jaxfair.search.job).
+Bad input: one line on stderr, exit status 2, nothing written. A target never reached
+within ``search.max_generations``: one line with the best probability per attribute, exit 1.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from absl import flags, logging
+
+from jaxfair import cli
+from jaxfair.attributes import TargetError
+from jaxfair.checkpoints import CheckpointDirError
+from jaxfair.convert.torch_pickle import CheckpointError
+from jaxfair.sampling.unguided import device_summary
+from jaxfair.search import job
+
+PROG = "jaxfair.search"
+_WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (default: config.workdir "
+                               "+ '/search').")
+_TARGET = flags.DEFINE_string("target", None, "Target group, e.g. 'tone=dark,hair=long' "
+                              "(default: config.search.target).")
+
+
+def main(config):
+    workdir = _WORKDIR.value or config.workdir + "/search"
+    target = _TARGET.value if _TARGET.value is not None else config.search.target
+    logging.info("devices: %s", device_summary())
+    logging.info("config:\n%s", config)
+    try:
+        summary = job.run(config, workdir, target, log=logging.info)
+    except job.TargetNotReached as e:
+        print(f"{PROG}: {e}", file=sys.stderr)
+        sys.exit(1)
+    except (ValueError, FileExistsError, CheckpointError, CheckpointDirError,
+            FileNotFoundError, TargetError) as e:
+        cli.fail(PROG, e)
+    print(f"wrote {summary['num_accepted']} accepted latents for {summary['target']} to "
+          f"{workdir} ({summary['candidates_evaluated']} candidates evaluated)")
+
+
+if __name__ == "__main__":
+    cli.run(main, PROG, default_config="configs/demo.py")

@@ -1,0 +1,239 @@
+"""The fused search: S searches x P candidates per generation, T generations per call.
+
+``Engine`` holds fixed settings only (model graphdefs, space, strategy, objective, sizes).
+Its two compiled functions take everything that changes as arguments, so one trace serves
+every chunk, target and set of weights of the same architecture:
+
+  state = engine.init(g_state, c_state, prior, targets, keys)          # S searches
+  state, metrics = engine.run(g_state, c_state, prior, targets, keys, state)  # T gens
+
+Inside ``run`` one ``lax.scan`` step is a generation: ask (vmap over S) -> ws -> synthesis
+(stopped at ``score_resolution``) -> classifier -> loss and acceptance -> archive insert
+and tell (vmap over S). Generator and classifier run once on the flattened S*P batch.
+``targets`` (masks [S, K]) and ``keys`` [S] give every search its own group and randomness;
+the key of generation g of search s is ``fold_in(keys[s], g)``, so a chunk of T generations
+equals T chunks of one. Metrics come back once per call ([T, S] arrays): the host loop never
+round-trips inside a chunk.
+
+Example:
+  eng = Engine.create(G, C, space, strategy, Objective(), num_searches=8, generations=10)
+  state = eng.init(G.state, C.state, prior, targets, keys)
+  for chunk in range(20):
+      state, m = eng.run(G.state, C.state, prior, targets, keys, state)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from jaxfair import attributes, classifier
+from jaxfair import preprocess as pp
+from jaxfair.models import stylegan2 as sg
+from jaxfair.search import archive as arc
+from jaxfair.search import objective as obj
+from jaxfair.search import spaces
+
+
+@flax.struct.dataclass
+class SearchState:
+    """Everything that changes in one search (a leading [S] axis for S searches).
+
+    Attributes:
+      strategy: the strategy's own state.
+      archive: accepted, de-duplicated candidates.
+      best_u: [D] lowest-loss candidate so far; best_loss: scalar.
+      best_masses: [A] highest target probability seen per attribute (schema order, as
+        the archive's masses).
+      generation: int32 generations done (the initial prior batch is generation 0).
+      evaluated, accepted: int32 candidates evaluated / accepted (duplicates included).
+    """
+
+    strategy: Any
+    archive: arc.Archive
+    best_u: jax.Array
+    best_loss: jax.Array
+    best_masses: jax.Array
+    generation: jax.Array
+    evaluated: jax.Array
+    accepted: jax.Array
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Engine:
+    """Fixed settings of a fused search (see module docstring).
+
+    Attributes:
+      g_graphdef, c_graphdef: model structures (weights are call arguments).
+      preprocess, schema: the classifier's input spec and output schema.
+      space: search space; strategy: built once (strategies.build).
+      objective: loss and acceptance settings.
+      num_searches: S; generations: T per ``run`` call.
+      psi: truncation of the z space; noise_mode: 'const' or 'none' ('random' draws noise
+        from the generation key).
+      score_resolution: synthesis stops here (a block resolution); None = full.
+      archive_capacity, duplicate_radius: per-search archive settings.
+    """
+
+    g_graphdef: nnx.GraphDef
+    c_graphdef: nnx.GraphDef
+    preprocess: pp.Preprocess
+    schema: attributes.Schema
+    space: spaces.Space
+    strategy: Any
+    objective: obj.Objective
+    num_searches: int
+    generations: int
+    psi: float = 1.0
+    noise_mode: str = "const"
+    score_resolution: int | None = None
+    archive_capacity: int = 64
+    duplicate_radius: float = 0.05
+
+    @classmethod
+    def create(cls, G: sg.Generator, C: classifier.Classifier, space: spaces.Space, strategy,
+               objective: obj.Objective, **kw) -> Engine:
+        res = kw.get("score_resolution")
+        if res is not None and res not in G.config.block_resolutions:
+            raise ValueError(f"score_resolution must be one of {G.config.block_resolutions} "
+                             f"(or 0 for full), got {res}")
+        return cls(G.graphdef, C.graphdef, C.preprocess, C.schema, space, strategy, objective,
+                   **kw)
+
+    @property
+    def population_size(self) -> int:
+        return self.strategy.population_size
+
+    # Pieces (pure) --------------------------------------------------------------------
+
+    def score(self, g_state, c_state, prior, u, key, resolution=None):
+        """Candidates u [N, D] -> ({attr: probs [N, K]}, images [N, r, r, 3])."""
+        ws = spaces.to_ws(self.space, self.g_graphdef, g_state, prior, u, self.psi)
+        img = sg.synthesis(self.g_graphdef, g_state, ws, self.noise_mode,
+                           key if self.noise_mode == "random" else None, resolution)
+        return classifier.predict(self.c_graphdef, c_state, img, self.preprocess,
+                                  self.schema), img
+
+    def _evaluate(self, g_state, c_state, prior, targets, u, key, archive):
+        """u [S, P, D] -> (loss, ok [S, P], masses [S, P, A]) in one batched model call."""
+        s, p, d = u.shape
+        probs, _ = self.score(g_state, c_state, prior, u.reshape(s * p, d), key,
+                              self.score_resolution)
+        probs = {k: v.reshape(s, p, -1) for k, v in probs.items()}
+        masses = jax.vmap(functools.partial(obj.target_masses, names=self.schema.names))(
+            probs, targets)
+        ok = jax.vmap(functools.partial(obj.accepted, self.objective))(probs, targets)
+        loss = obj.classifier_loss(masses)
+        if self.objective.prior_weight:
+            loss = loss + self.objective.prior_weight * spaces.prior_loss(self.space, u)
+        if self.objective.novelty_weight and archive is not None:
+            near = jax.vmap(functools.partial(arc.nearest_distance, space=self.space))(
+                archive, u=u)
+            loss = loss + self.objective.novelty_weight * obj.novelty_loss(
+                near, self.objective.novelty_radius)
+        return loss, ok, masses
+
+    def _record(self, state: SearchState, u, loss, ok, masses) -> SearchState:
+        """Archive and best-so-far bookkeeping after one evaluated generation (vmapped)."""
+        def one(st, u, loss, ok, masses):
+            a = arc.insert(st.archive, self.space, u, ok, masses, loss, st.generation,
+                           self.duplicate_radius)
+            i = jnp.argmin(loss)
+            better = loss[i] < st.best_loss
+            return st.replace(
+                archive=a, best_u=jnp.where(better, u[i], st.best_u),
+                best_loss=jnp.minimum(st.best_loss, loss[i]),
+                best_masses=jnp.maximum(st.best_masses, jnp.max(masses, axis=0)),
+                generation=st.generation + 1, evaluated=st.evaluated + u.shape[0],
+                accepted=st.accepted + jnp.sum(ok, dtype=jnp.int32))
+        return jax.vmap(one)(state, u, loss, ok, masses)
+
+    def _keys(self, keys, generation):
+        """Per-search generation keys -> (prior, ask, tell, noise) keys, each [S]."""
+        k = jax.vmap(jax.random.fold_in)(keys, generation)
+        return tuple(jnp.moveaxis(jax.vmap(lambda x: jax.random.split(x, 4))(k), 1, 0))
+
+    def _prior(self, g_state, prior, keys):
+        """Fresh prior samples for every search [S, P, D]."""
+        return jax.vmap(lambda k: spaces.sample(self.space, self.g_graphdef, g_state, prior, k,
+                                                self.population_size, self.psi))(keys)
+
+    # Compiled entry points --------------------------------------------------------------
+
+    @functools.partial(jax.jit, static_argnums=0)
+    def init(self, g_state, c_state, prior, targets, keys) -> SearchState:
+        """Evaluates one prior batch per search and starts the strategies and archives."""
+        s, a = self.num_searches, len(self.schema.attributes)
+        params = self.strategy.make_params(prior)
+        k_prior, k_init, _, k_noise = self._keys(keys, jnp.zeros((s,), jnp.int32))
+        u = self._prior(g_state, prior, k_prior)
+        loss, ok, masses = self._evaluate(g_state, c_state, prior, targets, u, k_noise[0], None)
+        strat = jax.vmap(self.strategy.init, in_axes=(0, 0, 0, 0, None))(
+            k_init, u, loss, ok, params)
+        empty = jax.vmap(lambda _: arc.empty(self.archive_capacity, self.space.dim, a))(
+            jnp.arange(s))
+        zero = jnp.zeros((s,), jnp.int32)
+        state = SearchState(strategy=strat, archive=empty, best_u=u[:, 0],
+                            best_loss=jnp.full((s,), jnp.inf), best_masses=jnp.zeros((s, a)),
+                            generation=zero, evaluated=zero, accepted=zero)
+        state = self._record(state, u, loss, ok, masses)
+        # Strong dtypes (evosax counters start as Python ints): the state that ``run``
+        # returns then has exactly the avals it was given, so chunk 2 reuses chunk 1's trace.
+        return jax.tree.map(lambda x: jnp.asarray(x, x.dtype), state)
+
+    def step(self, g_state, c_state, prior, targets, keys, state: SearchState
+             ) -> tuple[SearchState, dict[str, jax.Array]]:
+        """One generation for every search (pure; ``run`` scans it)."""
+        params = self.strategy.make_params(prior)
+        k_prior, k_ask, k_tell, k_noise = self._keys(keys, state.generation)
+        prior_u = self._prior(g_state, prior, k_prior)
+        u, strat = jax.vmap(self.strategy.ask, in_axes=(0, 0, 0, None))(
+            k_ask, state.strategy, prior_u, params)
+        loss, ok, masses = self._evaluate(g_state, c_state, prior, targets, u, k_noise[0],
+                                          state.archive)
+        strat = jax.vmap(self.strategy.tell, in_axes=(0, 0, 0, 0, 0, None))(
+            k_tell, u, loss, ok, strat, params)
+        state = self._record(state.replace(strategy=strat), u, loss, ok, masses)
+        metrics = {"accepted": jnp.sum(ok, axis=-1, dtype=jnp.int32),
+                   "best_loss": jnp.min(loss, axis=-1),
+                   "archived": state.archive.count}
+        return state, metrics
+
+    @functools.partial(jax.jit, static_argnums=0)
+    def run(self, g_state, c_state, prior, targets, keys, state: SearchState
+            ) -> tuple[SearchState, dict[str, jax.Array]]:
+        """``generations`` steps in one ``lax.scan``; metrics stacked [T, S]."""
+        def body(st, _):
+            return self.step(g_state, c_state, prior, targets, keys, st)
+        return jax.lax.scan(body, state, None, length=self.generations)
+
+    @functools.partial(jax.jit, static_argnums=0)
+    def render(self, g_state, c_state, prior, u) -> tuple[dict[str, jax.Array], jax.Array]:
+        """Full-resolution images [N, R, R, 3] (float) and their probabilities."""
+        return self.score(g_state, c_state, prior, u, None, None)
+
+
+def shard(tree, mesh: jax.sharding.Mesh, axis: str = "search"):
+    """Places every leaf's leading (search) axis over ``mesh``'s ``axis``."""
+    spec = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(axis))
+    return jax.device_put(tree, spec)
+
+
+def replicate(tree, mesh: jax.sharding.Mesh):
+    """Places a copy of every leaf on every device of ``mesh`` (model weights, prior)."""
+    return jax.device_put(tree, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
+
+
+def search_mesh(num_searches: int, devices=None) -> jax.sharding.Mesh:
+    """A 1-D mesh named 'search' over every device; S must divide evenly."""
+    devices = jax.devices() if devices is None else devices
+    if num_searches % len(devices):
+        raise ValueError(f"num_searches ({num_searches}) must be a multiple of the number of "
+                         f"devices ({len(devices)})")
+    return jax.sharding.Mesh(devices, ("search",))

@@ -1,0 +1,83 @@
+"""The search job and its entry point: outputs, unreachable targets, bad input."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+from conftest import ROOT, load_config
+
+import jaxfair
+from jaxfair import attributes
+from jaxfair.search import job
+
+
+def config(gen, cls, **search):
+    c = load_config()
+    c.generator, c.classifier = gen, cls
+    c.search.update(dict(population_size=8, num_searches=2, generations_per_chunk=2,
+                         max_generations=5, num_accepted=6, archive_capacity=8,
+                         score_resolution=8, threshold=0.4, target="tone=dark"))
+    c.search.update(search)
+    return c
+
+
+def test_job_writes_accepted_latents_that_reclassify(tiny_dirs, tmp_path):
+    c = config(*tiny_dirs)
+    logs = []
+    summary = job.run(c, str(tmp_path / "out"), "tone=dark", log=logs.append)
+    assert any("candidates/s" in line for line in logs)
+    out = tmp_path / "out"
+    assert sorted(os.listdir(out)) == ["contact_sheet.png", "latents.npy", "records.jsonl",
+                                       "summary.json"]
+    z = np.load(out / "latents.npy")
+    with open(out / "records.jsonl") as f:
+        records = [json.loads(line) for line in f]
+    assert len(z) == len(records) == summary["num_accepted"] > 0
+    assert all(r["mass"]["tone"] >= 0.4 for r in records)  # accepted at the score resolution
+    # Full-resolution records are what the models say now about the stored latents.
+    G, C = jaxfair.load_generator(tiny_dirs[0]), jaxfair.load_classifier(tiny_dirs[1])
+    probs = jax.device_get(C.predict(G(z)))
+    np.testing.assert_allclose([r["mass_full"]["tone"] for r in records],
+                               probs["tone"][:, 2], atol=1e-4)
+    agree = np.mean([r["accepted_full"] for r in records])
+    assert summary["full_resolution_agreement"] == pytest.approx(agree)
+
+
+def test_unreachable_target_reports_best_probabilities(tiny_dirs, tmp_path):
+    c = config(*tiny_dirs, threshold=1.0, max_generations=3)
+    with pytest.raises(job.TargetNotReached, match=r"best target probability per attribute: "
+                       r"tone 0\.\d+, hair 1\.000, glasses 1\.000"):
+        job.run(c, str(tmp_path / "out"), "tone=dark", log=lambda s: None)
+    assert not os.path.exists(tmp_path / "out")
+
+
+@pytest.mark.parametrize("key,value,match", [
+    ("space", "x", "unknown space"), ("population_size", 0, "population_size must be >= 1")])
+def test_bad_search_settings(tiny_G, tiny_C, key, value, match):
+    c = config("g", "c", **{key: value})
+    with pytest.raises(ValueError, match=match):
+        job.build_engine(c, tiny_G, tiny_C)
+
+
+def test_entry_point_bad_input_one_line_exit_2(tiny_dirs, tmp_path):
+    g, c = tiny_dirs
+    base = [sys.executable, "-m", "jaxfair.search", f"--config.generator={g}",
+            f"--config.classifier={c}", f"--workdir={tmp_path / 'out'}"]
+    for args in (["--config.search.strategy=Nelder_Mead"], ["--target=tone=purple"],
+                 ["--target=eyes=blue"], ["--config.search.threshold=1.5"],
+                 ["--config.search.strategy=Open_ES", "--config.search.population_size=7"],
+                 ["--config.search.strategy=CMA_ES", "--config.search.space=wplus"]):
+        r = subprocess.run(base + args, cwd=ROOT, capture_output=True, text=True)
+        errors = [line for line in r.stderr.splitlines() if "error:" in line]
+        assert r.returncode == 2 and len(errors) == 1 and "Traceback" not in r.stderr, \
+            (args, r.stderr[-2000:])
+    assert not os.listdir(tmp_path)
+
+
+def test_target_language_errors_name_valid_choices():
+    with pytest.raises(attributes.TargetError, match="valid: light, medium, dark"):
+        attributes.parse_target("tone=purple", attributes.DEMO)
