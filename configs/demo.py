@@ -1,9 +1,13 @@
 # python -m jaxfair.generate --config=configs/demo.py
-"""Default config of the main job.
+"""Default config of the main job: a balanced dataset from the shipped demo world.
 
-Until the demo world (checkpoints/demo) lands, this samples unguided images from
-checkpoints/sg2_tiny: the golden tiny StyleGAN2 (official NVIDIA format, random weights,
-32x32) converted with ``python -m jaxfair.convert``. Its images are noise-like by design.
+checkpoints/demo holds a small StyleGAN2 trained on a procedural, deliberately biased face
+world (skin tone 75/18/7 %, hair short/long 70/30 %) and a classifier of its attributes
+(see README, "The demo world"). This config draws an equal number of faces for every
+tone x hair group (6 groups) by rejection sampling with the classifier as judge.
+
+Variants: ``configs/demo.py:smoke`` (4 per group), ``configs/demo.py:unguided`` (plain
+samples from the prior, no balancing).
 """
 
 import ml_collections
@@ -11,15 +15,47 @@ import ml_collections
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
-    c.generator = "checkpoints/sg2_tiny"
+    c.method = "rejection"  # or "unguided"
+    c.generator = "checkpoints/demo/generator"
+    c.classifier = "checkpoints/demo/classifier"
     c.workdir = "out/demo"
-    c.num_images = 64
-    c.batch_size = 32
+    c.attributes = ("tone", "hair")  # groups: every combination of their classes
+    c.per_group = 32
+    c.threshold = 0.9  # target-class probability needed on every constrained attribute
+    c.max_samples = 200_000  # give up (with an error naming short groups) after this many
+    c.num_images = 64  # unguided only
+    c.batch_size = 256
     c.seed = 0
-    c.truncation_psi = 0.7
+    c.truncation_psi = 1.0  # the demo generator is trained without truncation
     c.noise_mode = "const"
-    c.image_format = "png"
+    c.image_format = "png"  # png, jpg or none (latents and records only)
+    c.search = ml_collections.ConfigDict(dict(  # python -m jaxfair.search
+        target="tone=dark,hair=long",  # default --target (the rarest demo group)
+        strategy="Sep_CMA_ES",  # see jaxfair.search.STRATEGIES; branching, rejection
+        space="z",  # z, w or wplus
+        population_size=16,  # candidates per search and generation (P)
+        num_searches=8,  # searches evaluated together (S), sharded over devices
+        generations_per_chunk=10,  # generations per compiled call (T)
+        max_generations=200,  # budget; then the best probabilities are reported
+        num_accepted=64,  # stop once this many distinct accepted latents are archived
+        threshold=0.9,  # target probability needed on every constrained attribute
+        accept_mode="threshold",  # or argmax (the original method's rule)
+        prior_weight=0.1,  # weight of the keep-in-distribution term of the loss
+        novelty_weight=0.0,  # weight of the push-away-from-the-archive term
+        novelty_radius=0.3,  # its length scale (rms latent distance, prior units)
+        sigma_init=0.5,  # initial step size of the evosax strategies (prior units)
+        learning_rate=0.05,  # Open_ES (Adam)
+        archive_capacity=64,  # accepted latents kept per search
+        duplicate_radius=0.05,  # closer than this (rms, prior units) = a duplicate
+        score_resolution=0,  # 0: classify full images; else an earlier block's skip image
+        seed=0,
+    ))
     if arg == "smoke":
+        c.per_group = 4
         c.num_images = 8
-        c.batch_size = 4
+        c.batch_size = 64
+    elif arg == "unguided":
+        c.method = "unguided"
+    elif arg:
+        raise ValueError(f"unknown variant {arg!r}; use smoke or unguided")
     return c

@@ -1,4 +1,4 @@
-"""The main job entry point (currently unguided sampling from the shipped tiny generator)."""
+"""The main job's unguided mode (here on the golden tiny generator) and its entry point."""
 
 import importlib.util
 import json
@@ -27,8 +27,9 @@ demo = load_config_module("demo")
 
 
 def config(**kw):
-    c = demo.get_config("smoke")
-    c.generator = os.path.join(ROOT, "checkpoints", "sg2_tiny")
+    c = demo.get_config("unguided")
+    c.generator = os.path.join(ROOT, "tests", "golden", "sg2_tiny.pkl")
+    c.num_images, c.batch_size = 8, 4
     c.update(kw)
     return c
 
@@ -68,20 +69,14 @@ def test_bad_config_values(tmp_path, bad, match):
     assert not os.listdir(tmp_path)
 
 
-def test_entry_point_and_bad_input(tmp_path):
-    out = tmp_path / "o"
-    r = subprocess.run([sys.executable, "-m", "jaxfair.generate",
-                        "--config=configs/demo.py:smoke", f"--workdir={out}"],
-                       cwd=ROOT, capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    assert len(os.listdir(out / "images")) == 8
-    # Existing output, a bad override and a missing generator: one line each, exit 2.
-    for args in ([f"--workdir={out}"],
-                 ["--config.num_images=abc", f"--workdir={tmp_path / 'p'}"],
-                 ["--config.generator=missing", f"--workdir={tmp_path / 'q'}"]):
+def test_entry_point_bad_input_one_line_exit_2(tmp_path):
+    """Bad overrides and a missing generator: one line, exit 2, nothing written."""
+    for args in (["--config.num_images=abc"], ["--config.method=magic"],
+                 ["--config.generator=missing"], ["--config=configs/missing.py"]):
         r = subprocess.run([sys.executable, "-m", "jaxfair.generate",
-                            "--config=configs/demo.py:smoke", *args],
+                            "--config=configs/demo.py:unguided", *args,
+                            f"--workdir={tmp_path / 'out'}"],
                            cwd=ROOT, capture_output=True, text=True)
         errors = [line for line in r.stderr.splitlines() if "error:" in line]
         assert r.returncode == 2 and len(errors) == 1 and "Traceback" not in r.stderr, r.stderr
-    assert sorted(os.listdir(tmp_path)) == ["o"]
+    assert not os.listdir(tmp_path)
