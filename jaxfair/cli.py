@@ -7,12 +7,23 @@ input error into one line on stderr and exit status 2 instead of a traceback.
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Callable
 
 import ml_collections
 from absl import app, flags
+from absl import logging as absl_logging
 from ml_collections import config_flags
+
+# Libraries whose INFO lines drown the job's own progress (orbax logs every read and write).
+_QUIET = ("/orbax/", "/jax/_src/xla_bridge.py")
+
+
+class _QuietLibraries(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or not any(q in record.pathname
+                                                             for q in _QUIET)
 
 
 def fail(prog: str, msg: object) -> None:
@@ -60,4 +71,5 @@ def run(main: Callable[..., None], prog: str, default_config: str | None = None)
         else:
             main(holder.value)
 
+    absl_logging.get_absl_handler().addFilter(_QuietLibraries())
     app.run(checked_main, flags_parser=parse)
