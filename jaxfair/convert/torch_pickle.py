@@ -102,6 +102,20 @@ def _rebuild_parameter(data, *unused) -> np.ndarray:
     return data
 
 
+try:  # numpy >= 2
+    from numpy._core.multiarray import _reconstruct as _np_reconstruct
+except ImportError:  # numpy 1.x
+    from numpy.core.multiarray import _reconstruct as _np_reconstruct
+
+
+def _numpy_array(cls, shape, dtype):
+    """numpy's own array unpickling (``ndarray.__setstate__`` then fills it from bytes).
+    Object arrays can only hold what the allow-list itself admits."""
+    if cls is not np.ndarray:
+        raise CheckpointError("refused numpy _reconstruct of a non-ndarray class")
+    return _np_reconstruct(cls, shape, dtype)
+
+
 def _numpy_scalar(dtype, data=None):
     if data is None:
         return np.zeros((), dtype)[()]
@@ -150,6 +164,9 @@ _ALLOWED = {
     ("dnnlib", "EasyDict"): EasyDict,
     ("argparse", "Namespace"): Namespace,
     ("numpy", "dtype"): np.dtype,
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy.core.multiarray", "_reconstruct"): _numpy_array,
+    ("numpy._core.multiarray", "_reconstruct"): _numpy_array,
     ("numpy.core.multiarray", "scalar"): _numpy_scalar,
     ("numpy._core.multiarray", "scalar"): _numpy_scalar,
 }

@@ -89,6 +89,22 @@ def test_code_in_a_zip_archive_is_never_run(tmp_path):
     assert not marker.exists()
 
 
+@pytest.mark.parametrize("protocol", [2, 4])
+def test_plain_numpy_arrays_in_a_pickle(tmp_path, protocol):
+    """ada-pytorch pickles may carry numpy arrays in module attributes."""
+    path = tmp_path / "np.pkl"
+    a = np.arange(6, dtype=np.float32).reshape(2, 3)
+    path.write_bytes(pickle.dumps({"a": a, "s": np.float64(1.5)}, protocol=protocol))
+    got = torch_pickle.load_file(str(path))
+    np.testing.assert_array_equal(got["a"], a)
+    assert got["a"].dtype == np.float32 and got["s"] == 1.5
+    # Also the numpy 1.x spelling of the same global.
+    legacy = pickle.dumps({"a": a}, protocol=2).replace(b"numpy._core.multiarray",
+                                                        b"numpy.core.multiarray")
+    path.write_bytes(legacy)
+    np.testing.assert_array_equal(torch_pickle.load_file(str(path))["a"], a)
+
+
 def test_protocol2_bytes_via_codecs(tmp_path):
     path = tmp_path / "p2.pkl"
     path.write_bytes(pickle.dumps({"x": b"\x00\xffab"}, protocol=2))
