@@ -95,7 +95,7 @@ def _rebuild_tensor(storage, offset, size, stride, *unused) -> np.ndarray:
     item = storage.itemsize
     view = np.lib.stride_tricks.as_strided(
         storage[offset:], shape=size, strides=[st * item for st in stride], writeable=False)
-    return np.ascontiguousarray(view)
+    return view.copy()  # own, writable memory (views of one storage stay independent)
 
 
 def _rebuild_parameter(data, *unused) -> np.ndarray:
@@ -228,7 +228,10 @@ def _load_legacy(f: BinaryIO) -> Any:
             pending[key] = (dtype, np.empty(numel, dtype))
         return pending[key][1]
 
-    obj = _unpickle(f, load_storage)
+    # The storages' bytes follow the pickle, so tensors unpickled now would view empty
+    # buffers: a first pass only learns the storages; the second rebuilds the tensors.
+    start = f.tell()
+    _unpickle(f, load_storage)
     keys = _unpickle(f)
     for key in keys:
         head = f.read(8)
@@ -245,6 +248,10 @@ def _load_legacy(f: BinaryIO) -> Any:
     missing = set(pending) - set(keys)
     if missing:
         raise CheckpointError(f"storages missing from file: {sorted(missing)[:3]}")
+    end = f.tell()
+    f.seek(start)
+    obj = _unpickle(f, load_storage)
+    f.seek(end)
     return obj
 
 

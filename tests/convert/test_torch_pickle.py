@@ -48,6 +48,17 @@ def test_zip_format_round_trip(tmp_path):
     assert got["s"] == 2.5
 
 
+def test_legacy_stream_with_views(golden_dir):
+    """A torch 2.13 ``torch.save(..., _use_new_zipfile_serialization=False)`` file: storage
+    bytes follow the pickle, and tensors are strided views (transposed, offset, stepped)."""
+    got = torch_pickle.load_file(os.path.join(golden_dir, "torch_legacy_views.pt"))
+    base = np.arange(12, dtype=np.float32).reshape(3, 4)
+    np.testing.assert_array_equal(got["t"], base.T)
+    np.testing.assert_array_equal(got["h"], base[1:].astype(np.float16))
+    assert got["h"].dtype == np.float16
+    np.testing.assert_array_equal(got["i"], np.arange(5)[::2])
+
+
 def test_reads_real_torchvision_file(golden_dir):
     sd = torch_pickle.load_file(os.path.join(golden_dir, "resnet34_w16.pt"))
     assert sd["conv1.weight"].shape == (16, 3, 7, 7)
@@ -66,6 +77,14 @@ def test_matches_torch_load_when_torch_is_installed(golden_dir, tmp_path):
     written = str(tmp_path / "w.pt")
     torch_writer.save_zip({"x": np.ones((2, 3), np.float32)}, written)
     np.testing.assert_array_equal(torch.load(written, weights_only=True)["x"].numpy(), 1.0)
+    # torch's own legacy (pre-1.6) stream, including a non-contiguous view of a storage.
+    legacy = str(tmp_path / "legacy.pt")
+    base = torch.arange(12, dtype=torch.float32).reshape(3, 4)
+    torch.save({"t": base.t(), "h": base[1:].half()}, legacy,
+               _use_new_zipfile_serialization=False)
+    got = torch_pickle.load_file(legacy)
+    np.testing.assert_array_equal(got["t"], base.t().numpy())
+    np.testing.assert_array_equal(got["h"], base[1:].half().numpy())
 
 
 @pytest.mark.parametrize("payload", [_Evil, _EvalEvil])
