@@ -50,6 +50,33 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         score_resolution=0,  # 0: classify full images; else an earlier block's skip image
         seed=0,
     ))
+    c.distribution = ml_collections.ConfigDict(dict(  # python -m jaxfair.sample fit|draw
+        workdir="out/distribution",  # default --workdir: the fitted model (fit writes it)
+        attributes=("tone", "hair"),  # a mixture (and a head class) per combination
+        extra_groups=("tone=dark",),  # more targets to model, e.g. one attribute alone
+        num_samples=20_000,  # latents w labelled by the classifier
+        batch_size=256,  # labelling and drawing batch
+        threshold=0.9,  # group mass needed to be a member (and to pass --verify)
+        min_group_samples=64,  # fewer members after labelling: error
+        truncation_psi=1.0,  # W as published (no truncation)
+        noise_mode="const",
+        hidden=(48, 32, 16),  # encoder widths: 512-256-128-64-32 scaled to w_dim 64
+        code_dim=8,
+        output_activation="linear",  # published: leaky_relu (bad on standardised W, README)
+        separation_weight=1.0,  # weight of the group head's cross-entropy on the code
+        ae_steps=3000,
+        ae_batch_size=256,
+        learning_rate=3e-3,  # Adam, cosine decay
+        holdout=1024,  # labelled samples kept out of training for reconstruction errors
+        num_components=4,  # K per group
+        em_steps=200,
+        reg_covar=1e-3,  # added to every variance (codes are ReLU: some units are 0)
+        counts="tone=dark,hair=long:64",  # default --counts of draw
+        max_draw_factor=50,  # --verify gives up after this many draws per requested sample
+        duplicate_radius=0.1,  # closer than this (rms, W standard deviations) = a duplicate
+        image_format="png",
+        seed=0,
+    ))
     if arg == "smoke":
         c.per_group = 4
         c.num_images = 8

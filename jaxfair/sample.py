@@ -1,0 +1,71 @@
+r"""The distribution method: ``python -m jaxfair.sample fit|draw`` (config: configs/demo.py).
+
+  python -m jaxfair.sample fit --config=configs/demo.py --workdir=out/dist
+  python -m jaxfair.sample draw --workdir=out/dist --counts="tone=dark,hair=long:64" --verify
+
+``fit`` labels W with the classifier, trains the autoencoder and one Gaussian mixture per
+group, and saves them to the workdir (``config.distribution``; see
+jaxfair.sampling.distribution). ``draw`` samples each group of ``--counts`` from its
+mixture, decodes and renders; ``--verify`` keeps only samples the classifier puts in the
+group. Bad input: one line on stderr, exit status 2, nothing written.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from absl import flags, logging
+
+from jaxfair import cli
+from jaxfair.attributes import TargetError
+from jaxfair.checkpoints import CheckpointDirError
+from jaxfair.convert.torch_pickle import CheckpointError
+from jaxfair.sampling import distribution, distribution_draw
+from jaxfair.sampling.unguided import device_summary
+
+PROG = "jaxfair.sample"
+COMMANDS = ("fit", "draw")
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "Fitted model directory (default: "
+                               "config.distribution.workdir).")
+_COUNTS = flags.DEFINE_string("counts", None, "draw: 'target:count;...', e.g. "
+                              "'tone=dark,hair=long:100' (default: config.distribution.counts).")
+_VERIFY = flags.DEFINE_bool("verify", False, "draw: keep only samples the classifier puts in "
+                            "the group (threshold of the fit), drawing more until counts are met.")
+_OUT = flags.DEFINE_string("out", None, "draw: output directory (default: <workdir>/draw).")
+
+
+def main(command: str, config) -> None:
+    dc = config.distribution
+    workdir = _WORKDIR.value or dc.workdir
+    logging.info("devices: %s", device_summary())
+    logging.info("config:\n%s", config)
+    try:
+        if command == "fit":
+            meta = distribution.fit(config, workdir, log=logging.info)
+            groups = meta["fit"]["groups"]
+            members = ", ".join(f"{n} {g['members']}" for n, g in groups.items())
+            print(f"wrote the distribution model of {len(groups)} groups to {workdir} "
+                  f"(members: {members})")
+        else:
+            out = _OUT.value or workdir + "/draw"
+            counts = _COUNTS.value if _COUNTS.value is not None else dc.counts
+            summary = distribution_draw.draw(workdir, counts, out, _VERIFY.value, dc.batch_size,
+                                        dc.seed, dc.max_draw_factor, dc.image_format,
+                                        dc.duplicate_radius, log=logging.info)
+            for name, s in summary["groups"].items():
+                print(f"{name}: {s['count']} kept of {s['drawn']} drawn, purity "
+                      f"{s['purity_before']:.3f} -> {s['purity_after']:.3f}, "
+                      f"distinct {s['distinct_share']:.3f}, {s['samples_per_s']} samples/s")
+            print(f"wrote {summary['num_images']} images to {out}")
+    except (ValueError, FileExistsError, CheckpointError, CheckpointDirError,
+            FileNotFoundError, TargetError) as e:
+        cli.fail(PROG, e)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
+        cli.fail(PROG, f"first argument must be one of {', '.join(COMMANDS)}, e.g. "
+                 "python -m jaxfair.sample fit --config=configs/demo.py")
+    _command = sys.argv.pop(1)
+    cli.run(lambda config: main(_command, config), PROG, default_config="configs/demo.py")
