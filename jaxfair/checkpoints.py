@@ -51,7 +51,7 @@ def save(path: str, params: dict, meta: dict[str, Any]) -> None:
 
     Args:
       path: target directory; must not exist or be empty.
-      params: nested dict of arrays (``nnx.State.to_pure_dict()``).
+      params: nested dict of arrays (``nnx.to_pure_dict(state)``).
       meta: JSON-serialisable; must contain ``kind`` and ``config``.
     """
     check_output_dir(path)

@@ -46,7 +46,7 @@ def load_generator(path: str) -> sg.Generator:
                 f"{path} holds a {meta['kind']!r} checkpoint, not a StyleGAN2 generator")
         cfg = sg.StyleGAN2Config.from_dict(meta["config"])
         _, abstract = sg.abstract(cfg)
-        _, params = checkpoints.load(path, abstract.to_pure_dict())
+        _, params = checkpoints.load(path, nnx.to_pure_dict(abstract))
         return generator_from_params(cfg, params, meta)
     from jaxfair.convert import formats
     from jaxfair.convert.torch_pickle import CheckpointError
@@ -110,7 +110,7 @@ def load_classifier(path: str, preprocess: pp.Preprocess | None = None,
         config_cls, build = _CLASSIFIERS[meta["kind"]]
         config = config_cls.from_dict(meta["config"])
         _, abstract = build(config)
-        _, params = checkpoints.load(path, abstract.to_pure_dict())
+        _, params = checkpoints.load(path, nnx.to_pure_dict(abstract))
         if preprocess is None and "preprocess" in meta:  # e.g. the demo classifier
             preprocess = pp.Preprocess.from_dict(meta["preprocess"])
         try:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import jax
 import numpy as np
+from flax import nnx
 
 from jaxfair.attributes import DEEPFACE_HEAD_SIZES
 from jaxfair.convert.torch_pickle import CheckpointError
@@ -218,7 +219,7 @@ def read_deepface(paths: list[str]) -> tuple[vggface.VGGFaceConfig, dict]:
 def _check_tree(cfg: vggface.VGGFaceConfig, params: dict) -> None:
     """Fails unless ``params`` has exactly the module state's keys and shapes."""
     _, abstract = vggface.abstract(cfg)
-    want = jax.tree_util.tree_flatten_with_path(abstract.to_pure_dict())[0]
+    want = jax.tree_util.tree_flatten_with_path(nnx.to_pure_dict(abstract))[0]
     have = jax.tree_util.tree_flatten_with_path(params)[0]
     want_shapes = {jax.tree_util.keystr(p): tuple(x.shape) for p, x in want}
     have_shapes = {jax.tree_util.keystr(p): tuple(x.shape) for p, x in have}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from flax import nnx
 
 from jaxfair.convert.assign import assign
 from jaxfair.convert.torch_pickle import CheckpointError, PersistentObj
@@ -231,4 +232,4 @@ def to_params(cfg: sg.StyleGAN2Config, flat: dict[str, np.ndarray]) -> dict:
       CheckpointError: on missing keys, unexpected keys or shape mismatches.
     """
     _, abstract = sg.abstract(cfg)
-    return assign(abstract.to_pure_dict(), flat)
+    return assign(nnx.to_pure_dict(abstract), flat)

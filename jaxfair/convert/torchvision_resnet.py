@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 
 import numpy as np
+from flax import nnx
 
 from jaxfair.convert.assign import assign, shorten
 from jaxfair.convert.torch_pickle import CheckpointError
@@ -99,4 +100,4 @@ def to_params(cfg: resnet.ResNetConfig, flat: dict[str, np.ndarray]) -> dict:
       CheckpointError: on missing keys, unexpected keys or shape mismatches.
     """
     _, abstract = resnet.abstract(cfg)
-    return assign(abstract.to_pure_dict(), flat)
+    return assign(nnx.to_pure_dict(abstract), flat)

@@ -17,6 +17,7 @@ import sys
 
 import jax
 from absl import flags, logging
+from flax import nnx
 
 from jaxfair import checkpoints, cli
 from jaxfair import preprocess as pp
@@ -45,7 +46,7 @@ def train_generator(out: str) -> None:
                                             sample_sheet=_SAMPLES.value)
     meta = {"kind": "stylegan2", "config": gcfg.to_dict(),
             "source": {"format": "jaxfair-demo", **_provenance(), **record}}
-    checkpoints.save(os.path.join(out, "generator"), state.to_pure_dict(), meta)
+    checkpoints.save(os.path.join(out, "generator"), nnx.to_pure_dict(state), meta)
 
 
 def train_classifier(out: str) -> None:
@@ -54,7 +55,7 @@ def train_classifier(out: str) -> None:
     meta = {"kind": "resnet", "config": rcfg.to_dict(), "schema": "demo",
             "preprocess": pp.Preprocess.demo(cfg.image_size).to_dict(),
             "source": {"format": "jaxfair-demo", **_provenance(), **record}}
-    checkpoints.save(os.path.join(out, "classifier"), state.to_pure_dict(), meta)
+    checkpoints.save(os.path.join(out, "classifier"), nnx.to_pure_dict(state), meta)
 
 
 def main():

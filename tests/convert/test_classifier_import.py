@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch_writer
 from absl import flags
+from flax import nnx
 
 import jaxfair
 from jaxfair import attributes
@@ -28,7 +29,7 @@ def torchvision_sd(cfg, seed):
     """A torchvision-layout state dict (OIHW convs, [out, in] fc, BN stats + counters)."""
     rng = np.random.default_rng(seed)
     _, abstract = resnet.abstract(cfg)
-    flat = jax.tree_util.tree_flatten_with_path(abstract.to_pure_dict())[0]
+    flat = jax.tree_util.tree_flatten_with_path(nnx.to_pure_dict(abstract))[0]
     sd = {}
     for path, spec in flat:
         key = ".".join(str(p.key) for p in path)

@@ -105,7 +105,7 @@ def random_pure(cfg, seed):
         fan_in = np.prod(spec.shape[:-1])
         return rng.normal(0, np.sqrt(2 / fan_in), spec.shape)
 
-    pure = jax.tree_util.tree_map_with_path(draw, abstract.to_pure_dict())
+    pure = jax.tree_util.tree_map_with_path(draw, nnx.to_pure_dict(abstract))
     return jax.tree.map(lambda a: a.astype(np.float32), pure)
 
 
@@ -119,7 +119,7 @@ def tiny():
 def test_tiny_matches_naive_numpy(tiny):
     graphdef, state = tiny
     # layer1.0 changes width (4 -> 8) at stride 1: torchvision gives it a projection.
-    pure = jax.tree.map(np.asarray, state.to_pure_dict())
+    pure = jax.tree.map(np.asarray, nnx.to_pure_dict(state))
     assert "downsample" in pure["layer1"][0] and "downsample" not in pure["layer2"][1]
     x = np.asarray(jax.random.normal(jax.random.key(2), (2, 21, 19, 3)))  # odd sizes
     with jax.default_matmul_precision("highest"):
@@ -162,7 +162,7 @@ def test_random_init_matches_abstract():
     cfg = resnet.ResNetConfig((1,), (4,), 4, 3)
     graphdef, state = resnet.init(cfg, jax.random.key(0))
     _, abstract = resnet.abstract(cfg)
-    shapes = lambda s: jax.tree.map(lambda a: tuple(a.shape), s.to_pure_dict())  # noqa: E731
+    shapes = lambda s: jax.tree.map(lambda a: tuple(a.shape), nnx.to_pure_dict(s))  # noqa: E731
     assert shapes(state) == shapes(abstract)
     assert np.asarray(state["layer1"][0]["bn1"]["running_var"][...]).tolist() == [1.0] * 4
     assert resnet.logits(graphdef, state, jnp.ones((1, 16, 16, 3))).shape == (1, 3)

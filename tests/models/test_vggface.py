@@ -28,7 +28,7 @@ def random_pure(cfg, seed):
         fan_in = np.prod(spec.shape[:-1])
         return rng.normal(0, np.sqrt(2 / fan_in), spec.shape).astype(np.float32)
 
-    return jax.tree_util.tree_map_with_path(draw, abstract.to_pure_dict())
+    return jax.tree_util.tree_map_with_path(draw, nnx.to_pure_dict(abstract))
 
 
 def build(cfg, pure):
@@ -88,7 +88,7 @@ def test_real_config_geometry():
                                 head_backbone=(0, 1, 2))
     assert cfg.fc6_kernel == 7 and cfg.num_backbones == 3 and cfg.num_outputs == 109
     _, state = vggface.abstract(vggface.VGGFaceConfig())
-    n = sum(np.prod(x.shape) for x in jax.tree.leaves(state.to_pure_dict()))
+    n = sum(np.prod(x.shape) for x in jax.tree.leaves(nnx.to_pure_dict(state)))
     # VGG-Face up to fc7 (134,260,544) + a 4096 -> 6 head.
     assert n == 134_260_544 + 4096 * 6 + 6
     assert vggface.VGGFaceConfig.from_dict(cfg.to_dict()) == cfg

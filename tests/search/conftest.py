@@ -8,6 +8,7 @@ import os
 
 import jax
 import pytest
+from flax import nnx
 
 from jaxfair import attributes, checkpoints
 from jaxfair import preprocess as pp
@@ -46,9 +47,9 @@ def tiny_dirs(tmp_path_factory, tiny_G, tiny_C):
     """The tiny models saved as checkpoint directories: (generator, classifier) paths."""
     root = tmp_path_factory.mktemp("tiny_models")
     g, c = str(root / "generator"), str(root / "classifier")
-    checkpoints.save(g, tiny_G.state.to_pure_dict(),
+    checkpoints.save(g, nnx.to_pure_dict(tiny_G.state),
                      {"kind": "stylegan2", "config": tiny_G.config.to_dict()})
-    checkpoints.save(c, tiny_C.state.to_pure_dict(),
+    checkpoints.save(c, nnx.to_pure_dict(tiny_C.state),
                      {"kind": "resnet", "config": tiny_C.config.to_dict(), "schema": "demo",
                       "preprocess": tiny_C.preprocess.to_dict()})
     return g, c
