@@ -89,16 +89,16 @@ def make_label_step(G: sg.Generator, C: Classifier, batch_size: int, psi: float,
                     noise_mode: str):
     """Jitted ``(g_state, c_state, key, targets) -> (w [B, w_dim], probs, masses [G, B])``.
 
-    The rejection sampler's generate + classify step with the mapping output kept; the
+    The rejection sampler's generate + classify step, keeping its w (every row of ws is the
+    same w at psi 1; with truncation all rows are truncated alike when cutoff is None); the
     uint8 images it also returns are dropped (and so not computed) inside this jit.
     """
     step = rejection.make_step(G, C, batch_size, psi, noise_mode)
 
     @jax.jit
     def label(g_state, c_state, key, targets):
-        z, _, probs, masses = step(g_state, c_state, key, targets)
-        w = sg.mapping(G.graphdef, g_state, z, psi)[:, 0]
-        return w, probs, masses
+        _, ws, _, probs, masses = step(g_state, c_state, key, targets)
+        return ws[:, 0], probs, masses
 
     return label
 

@@ -53,7 +53,11 @@ def group_masses(probs: dict[str, jax.Array], targets: attributes.Target) -> jax
 
 
 def make_step(G: sg.Generator, C: Classifier, batch_size: int, psi: float, noise_mode: str):
-    """Jitted ``(g_state, c_state, key, targets) -> (z, uint8 images, probs, masses [G, B])``."""
+    """Jitted ``(g_state, c_state, key, targets) -> (z, ws, uint8 images, probs, masses [G, B])``.
+
+    ``ws`` [B, num_ws, w_dim] is returned for callers that keep W (the distribution method's
+    labelling); unused outputs are pruned by XLA when the step is called inside another jit.
+    """
 
     @jax.jit
     def step(g_state, c_state, key, targets):
@@ -63,7 +67,7 @@ def make_step(G: sg.Generator, C: Classifier, batch_size: int, psi: float, noise
         img = sg.synthesis(G.graphdef, g_state, ws, noise_mode,
                            kn if noise_mode == "random" else None)
         probs = classifier_predict(C.graphdef, c_state, img, C.preprocess, C.schema)
-        return z, imlib.to_uint8(img), probs, group_masses(probs, targets)
+        return z, ws, imlib.to_uint8(img), probs, group_masses(probs, targets)
 
     return step
 
@@ -105,8 +109,8 @@ def run(config: ml_collections.ConfigDict, workdir: str,
             short = {n: len(k) for n, k in zip(names, kept) if len(k) < quota}
             raise QuotaNotMet(f"gave up after {seen} samples (max_samples); groups short of "
                                f"{quota}: {short}")
-        z, img, probs, masses = jax.device_get(step(G.state, C.state, jax.random.fold_in(key, b),
-                                                    targets))
+        z, _ws, img, probs, masses = step(G.state, C.state, jax.random.fold_in(key, b), targets)
+        z, img, probs, masses = jax.device_get((z, img, probs, masses))  # ws stays on device
         member = masses >= config.threshold  # [G, B]
         for g in range(len(groups)):
             for i in np.flatnonzero(member[g])[:quota - len(kept[g])]:
