@@ -167,12 +167,16 @@ class Engine:
     # Compiled entry points --------------------------------------------------------------
 
     @functools.partial(jax.jit, static_argnums=0)
-    def init(self, g_state, c_state, prior, targets, keys) -> SearchState:
-        """Evaluates one prior batch per search and starts the strategies and archives."""
+    def init(self, g_state, c_state, prior, targets, keys, u0=None) -> SearchState:
+        """Evaluates one initial batch per search and starts the strategies and archives.
+
+        ``u0`` [S, P, D] (search coordinates) replaces the prior batch, e.g. samples from a
+        group's fitted distribution so that every search starts inside its group.
+        """
         s, a = self.num_searches, len(self.schema.attributes)
         params = self.strategy.make_params(prior)
         k_prior, k_init, _, k_noise = self._keys(keys, jnp.zeros((s,), jnp.int32))
-        u = self._prior(g_state, prior, k_prior)
+        u = self._prior(g_state, prior, k_prior) if u0 is None else u0
         loss, ok, masses = self._evaluate(g_state, c_state, prior, targets, u, k_noise[0], None)
         strat = jax.vmap(self.strategy.init, in_axes=(0, 0, 0, 0, None))(
             k_init, u, loss, ok, params)
