@@ -38,8 +38,19 @@ def predict(graphdef: nnx.GraphDef, state: nnx.State, images: jax.Array,
                                     schema)
 
 
+def features(graphdef: nnx.GraphDef, state: nnx.State, images: jax.Array,
+             spec: pp.Preprocess) -> jax.Array:
+    """Generator images [N, H, W, 3] -> penultimate features [N, F] (pure).
+
+    ResNet: the global-average-pooled last stage (F = 512 for ResNet-34); DeepFace: fc7 of
+    the first backbone (F = 4096). A generic image-similarity space, not a face-identity one.
+    """
+    return nnx.merge(graphdef, state).features(pp.preprocess(images, spec))
+
+
 _logits_jit = jax.jit(logits, static_argnums=0)
 _predict_jit = jax.jit(predict, static_argnums=(0, 3, 4))
+_features_jit = jax.jit(features, static_argnums=(0, 3))
 
 
 class Classifier:
@@ -80,6 +91,12 @@ class Classifier:
         """
         return _predict_jit(self.graphdef, self.state, jnp.asarray(images, jnp.float32),
                             self.preprocess, self.schema)
+
+
+    def features(self, images) -> jax.Array:
+        """Generator-range images [N, H, W, 3] -> penultimate features [N, F]."""
+        return _features_jit(self.graphdef, self.state, jnp.asarray(images, jnp.float32),
+                             self.preprocess)
 
 
 def default_preprocess(kind: str, config) -> pp.Preprocess:

@@ -149,11 +149,19 @@ class DeepFace(nnx.Module):
         self.head_backbone = cfg.head_backbone
         self.input_size = cfg.input_size
 
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def features(self, x: jax.Array) -> jax.Array:
+        """Normalised x -> the first backbone's fc7 activations [N, fc_width] (pure)."""
+        self._check(x)
+        return self.backbones[0](x.astype(jnp.float32)).reshape(x.shape[0], -1)
+
+    def _check(self, x: jax.Array) -> None:
         if x.shape[1:3] != (self.input_size, self.input_size):
             # fc6 is a valid conv: a larger input would give a spatial map, not a vector.
             raise ValueError(f"expected inputs of {self.input_size}x{self.input_size}, got "
                              f"{x.shape[1:3]}")
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        self._check(x)
         x = x.astype(jnp.float32)
         feats = [bb(x) for bb in self.backbones]
         out = [getattr(self, h)(feats[i]).reshape(x.shape[0], -1)

@@ -110,6 +110,10 @@ def test_matches_naive_numpy(tiny):
                           np_head(p64["age"], feats[0])], axis=1)
     assert out.shape == (2, 109)
     np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+    with jax.default_matmul_precision("highest"):
+        f = np.asarray(nnx.merge(graphdef, state).features(jnp.asarray(x)))
+    np.testing.assert_allclose(f, feats[0].reshape(2, -1), rtol=1e-4,
+                               atol=1e-4 * np.abs(feats[0]).max())
 
 
 def test_shared_backbone_equals_copies(tiny):
