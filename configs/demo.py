@@ -3,11 +3,13 @@
 
 checkpoints/demo holds a small StyleGAN2 trained on a procedural, deliberately biased face
 world (skin tone 75/18/7 %, hair short/long 70/30 %) and a classifier of its attributes
-(see README, "The demo world"). This config draws an equal number of faces for every
-tone x hair group (6 groups) by rejection sampling with the classifier as judge.
+(see README, "The demo world"). This config makes 50 identities for every tone x hair group
+(6 groups, the rarest ~2 % of unguided samples) with the fused search (``c.search``), in
+work units of 10 identities, 6 units per compiled step.
 
-Variants: ``configs/demo.py:smoke`` (4 per group), ``configs/demo.py:unguided`` (plain
-samples from the prior, no balancing).
+Variants: ``:smoke`` (4 identities per group), ``:variations`` (3 extra images per identity
+along the demo's fitted W directions, checkpoints/demo/directions.npz), ``:unguided``
+(``python -m jaxfair.report audit`` style plain samples: rejection/unguided library code).
 """
 
 import ml_collections
@@ -15,7 +17,7 @@ import ml_collections
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
-    c.method = "rejection"  # or "unguided"
+    c.method = "search"  # how identities are found (the fused search engine, c.search)
     c.generator = "checkpoints/demo/generator"
     c.classifier = "checkpoints/demo/classifier"
     c.workdir = "out/demo"
@@ -29,6 +31,19 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.truncation_psi = 1.0  # the demo generator is trained without truncation
     c.noise_mode = "const"
     c.image_format = "png"  # png, jpg or none (latents and records only)
+    # Bulk generation (python -m jaxfair.generate): groups x identities_per_group.
+    c.identities_per_group = 50  # exact quota of distinct identities per group
+    c.identities_per_unit = 10  # work unit = (group, index): this many identities
+    c.units_per_step = 6  # units computed together in one compiled search
+    c.searches_per_unit = 2  # fused searches per unit (population c.search.population_size)
+    c.variations = 0  # extra images per identity along the directions
+    c.variation_tries = 3  # candidates per requested variation before giving up
+    c.directions = ""  # .npz of named W directions (python -m jaxfair.directions)
+    c.identity_radius = 0.05  # rms W distance (w_std units) below which identities are one
+    c.render_batch = 64  # full-resolution render + re-classification batch
+    c.latent_dtype = "float32"  # latents.npy: float32 or float16 (half the size, lossy)
+    c.writer_threads = 2  # image encoding and shard writing, off the compute thread
+    c.imagefolder = False  # also write DIR/imagefolder/<group>/<identity>/<k>.<ext>
     c.search = ml_collections.ConfigDict(dict(  # python -m jaxfair.search
         target="tone=dark,hair=long",  # default --target (the rarest demo group)
         strategy="Sep_CMA_ES",  # see jaxfair.search.STRATEGIES; branching, rejection
@@ -69,6 +84,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         learning_rate=3e-3,  # Adam, cosine decay
         holdout=1024,  # labelled samples kept out of training for reconstruction errors
         num_components=4,  # K per group
+        covariance="diag",  # of each component: diag (published) or full
         em_steps=200,
         reg_covar=1e-3,  # added to every variance (codes are ReLU: some units are 0)
         counts="tone=dark,hair=long:64",  # default --counts of draw
@@ -76,13 +92,34 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         duplicate_radius=0.1,  # closer than this (rms, W standard deviations) = a duplicate
         image_format="png",
         seed=0,
+        # hybrid and evaluate: 'target;target' ('' = every combination of attributes)
+        groups="",
+        hybrid_generations=40,  # hybrid: generations after the initial batch, both arms
+        eval_samples=512,  # evaluate: draws per group (unverified; and kept, verified)
+    ))
+    c.report = ml_collections.ConfigDict(dict(  # python -m jaxfair.report audit|dataset
+        audit_dir="out/audit",  # default --out of audit
+        num=5000,  # audit: unguided samples (default --num)
+        batch_size=250,  # audit draws; dataset re-classification batch
+        seed=0,  # audit draws (as rejection sampling's with this seed); report subsets
+        sample_per_group=64,  # dataset: identity images decoded and classified again
+        sheet_size=32,  # contact sheet: identities per group
+        sheet_cols=8,
+        thumb_size=128,  # contact sheet tile side (larger images are downscaled)
+        diversity_max=1000,  # at most this many identities per group in distance figures
+        near_duplicate_fraction=0.05,  # radius: this fraction of the mean pairwise distance
     ))
     if arg == "smoke":
         c.per_group = 4
+        c.identities_per_group = 4
+        c.identities_per_unit = 2
         c.num_images = 8
         c.batch_size = 64
+    elif arg == "variations":
+        c.variations = 3
+        c.directions = "checkpoints/demo/directions.npz"
     elif arg == "unguided":
         c.method = "unguided"
     elif arg:
-        raise ValueError(f"unknown variant {arg!r}; use smoke or unguided")
+        raise ValueError(f"unknown variant {arg!r}; use smoke, variations or unguided")
     return c

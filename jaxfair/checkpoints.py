@@ -38,6 +38,20 @@ def sha256_file(path: str, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def fingerprint(path: str) -> str:
+    """sha256 of a checkpoint: of the file, or of every file of a directory (relative paths
+    and contents, in sorted order), so any change to the weights or metadata changes it."""
+    if os.path.isfile(path):
+        return sha256_file(path)
+    h = hashlib.sha256()
+    for root, _, files in sorted(os.walk(path)):
+        for name in sorted(files):
+            full = os.path.join(root, name)
+            h.update(os.path.relpath(full, path).encode() + b"\0")
+            h.update(sha256_file(full).encode())
+    return h.hexdigest()
+
+
 def check_output_dir(path: str) -> None:
     """Raises CheckpointDirError if ``path`` exists and is a non-empty directory or a file."""
     try:

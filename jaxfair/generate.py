@@ -1,10 +1,12 @@
 r"""Main job: ``python -m jaxfair.generate`` (default config: configs/demo.py).
 
-  python -m jaxfair.generate --config=configs/demo.py --config.num_images=256 --workdir=out/x
+  python -m jaxfair.generate --config=configs/demo.py --workdir=out/demo
+  python -m jaxfair.generate --config=configs/demo.py:variations --config.image_format=jpg
 
-``config.method``: 'rejection' (balanced groups judged by the classifier; the default on
-the demo world until the fused search lands) or 'unguided' (plain samples from the prior).
-Bad input: one line on stderr, exit status 2, nothing written.
+Writes a balanced dataset (plan.json, shards/NNNNN/ with DONE markers, manifest.json; see
+README "Dataset format") and resumes it when rerun on the same --workdir. Multi-host: pass
+--distributed (TPU pods, Slurm: peers found automatically) or --coordinator_address,
+--num_processes and --process_id. Bad input: one line on stderr, exit status 2.
 """
 
 from __future__ import annotations
@@ -15,27 +17,41 @@ from jaxfair import cli
 from jaxfair.attributes import TargetError
 from jaxfair.checkpoints import CheckpointDirError
 from jaxfair.convert.torch_pickle import CheckpointError
-from jaxfair.sampling import rejection, unguided
-
-METHODS = {"rejection": rejection.run, "unguided": unguided.run}
+from jaxfair.pipeline import compute, distributed, manifest
+from jaxfair.pipeline import run as pipeline
+from jaxfair.sampling import unguided
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (default: config.workdir).")
+_OVERWRITE = flags.DEFINE_bool("overwrite", False,
+                               "Replace a dataset made with other settings in --workdir.")
+_DISTRIBUTED = flags.DEFINE_bool("distributed", False,
+                                 "jax.distributed.initialize() with auto-detected peers.")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None,
+                                   "host:port of process 0 (multi-host without auto-detect).")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in the run.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
+
+PROG = "jaxfair.generate"
 
 
 def main(config):
     workdir = _WORKDIR.value or config.workdir
+    if _DISTRIBUTED.value or _COORDINATOR.value:
+        distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     logging.info("devices: %s", unguided.device_summary())
     logging.info("config:\n%s", config)
-    if config.method not in METHODS:
-        cli.fail("jaxfair.generate", f"unknown method {config.method!r}; choose from "
-                 f"{', '.join(METHODS)}")
     try:
-        summary = METHODS[config.method](config, workdir, log=logging.info)
-    except (ValueError, FileExistsError, CheckpointError, CheckpointDirError,
-            FileNotFoundError, TargetError, rejection.QuotaNotMet) as e:
-        cli.fail("jaxfair.generate", e)
-    print(f"wrote {summary['num_images']} images to {workdir}")
+        summary = pipeline.run(config, workdir, _OVERWRITE.value, log=logging.info)
+    except (ValueError, CheckpointError, CheckpointDirError, FileNotFoundError, TargetError,
+            manifest.PlanMismatch, compute.TargetNotReached) as e:
+        cli.fail(PROG, e)
+    except OSError as e:  # unwritable directory, disk full: finished shards stay intact
+        cli.fail(PROG, f"cannot write to {workdir}: {e}; finished shards are intact, rerun "
+                       f"the same command to resume")
+    if "counts" in summary:
+        print(f"wrote {summary['images']} images of {summary['identities']} identities in "
+              f"{len(summary['counts'])} groups to {workdir}")
 
 
 if __name__ == "__main__":
-    cli.run(main, "jaxfair.generate", default_config="configs/demo.py")
+    cli.run(main, PROG, default_config="configs/demo.py")

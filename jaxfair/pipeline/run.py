@@ -1,0 +1,175 @@
+"""The bulk generation run behind ``python -m jaxfair.generate``.
+
+  plan (groups x quota -> units -> steps) -> plan.json (checked on resume)
+  -> this process's steps whose units are not all DONE: compute (fused search, full render,
+     variations) on the main thread, write shards in a thread pool
+  -> barrier -> process 0: cross-unit near-duplicates, top-up units, manifest.json,
+     optional ImageFolder view -> barrier
+
+Resume = the same command on the same directory: finished units are skipped, a step with
+a missing unit is recomputed whole (so every unit sees exactly the batch it would have seen
+in an uninterrupted run) and only its missing units are written.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import jax
+import ml_collections
+import numpy as np
+
+import jaxfair
+from jaxfair import attributes, checkpoints
+from jaxfair import images as imlib
+from jaxfair.pipeline import compute, distributed, manifest, writer
+from jaxfair.pipeline import plan as plan_lib
+from jaxfair.pipeline import variations as var_lib
+from jaxfair.pipeline.progress import Progress
+
+METHODS = ("search",)
+MAX_TOP_UP_ROUNDS = 5
+
+
+def validate(config: ml_collections.ConfigDict, schema: attributes.Schema) -> None:
+    """Raises ValueError naming the first bad setting."""
+    if config.method not in METHODS:
+        raise ValueError(f"unknown method {config.method!r}; choose from {', '.join(METHODS)}")
+    for name in ("identities_per_group", "identities_per_unit", "units_per_step",
+                 "searches_per_unit", "render_batch", "writer_threads"):
+        if config[name] < 1:
+            raise ValueError(f"{name} must be >= 1, got {config[name]}")
+    if config.variations < 0 or config.variation_tries < 1:
+        raise ValueError(f"variations must be >= 0 and variation_tries >= 1, got "
+                         f"{config.variations} and {config.variation_tries}")
+    if config.variations and not config.directions:
+        raise ValueError("variations > 0 needs a directions file (config.directions)")
+    if config.image_format not in (*imlib.FORMATS, "none"):
+        raise ValueError(f"image_format must be one of {(*imlib.FORMATS, 'none')}, got "
+                         f"{config.image_format!r}")
+    if config.latent_dtype not in ("float16", "float32"):
+        raise ValueError(f"latent_dtype must be float16 or float32, got {config.latent_dtype!r}")
+    if config.noise_mode not in ("const", "none"):
+        raise ValueError(f"noise_mode must be const or none for reproducible datasets, got "
+                         f"{config.noise_mode!r}")
+    if config.identity_radius < 0:
+        raise ValueError(f"identity_radius must be >= 0, got {config.identity_radius}")
+    if not config.attributes:
+        raise ValueError("attributes must name at least one classifier attribute")
+    for name in config.attributes:
+        schema.attribute(name)  # raises TargetError listing the valid names
+
+
+def header(config: ml_collections.ConfigDict, G, C, groups: list[str], plan) -> dict:
+    """plan.json: what the run makes and from what (compared on resume)."""
+    cfg = json.loads(config.to_json())
+    return {
+        "format": manifest.FORMAT, "jaxfair_version": jaxfair.__version__,
+        "method": config.method, "attributes": list(config.attributes),
+        "schema": {a.name: list(a.classes) for a in C.schema.attributes},
+        "groups": {g: plan.quota for g in groups}, "variations": config.variations,
+        "image_format": config.image_format,
+        "latent_space": "wplus" if config.search.space == "wplus" else "w",
+        "latent_dtype": config.latent_dtype,
+        "resolution": G.config.img_resolution,
+        "checkpoints": {
+            name: {"path": path, "sha256": checkpoints.fingerprint(path)}
+            for name, path in (("generator", config.generator),
+                               ("classifier", config.classifier))}
+        | ({"directions": {"path": config.directions,
+                           "sha256": checkpoints.fingerprint(config.directions)}}
+           if config.variations else {}),
+        "config": manifest.fingerprint_config(cfg), "units": len(plan.units)}
+
+
+def _compute_steps(worker, steps, out: writer.Writer, done: set[int], progress: Progress
+                   ) -> None:
+    for step in steps:
+        for o in worker.step(step):
+            if o.unit.id not in done:
+                out.submit(o)
+        progress.update(out.units_written, out.images_written)
+
+
+def run(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False,
+        log: Callable[[str], None] = print) -> dict:
+    """Generates (or resumes) the dataset of ``config`` in ``workdir``; returns the manifest
+    (process 0) or this process's counts (other processes)."""
+    G = jaxfair.load_generator(config.generator)
+    C = jaxfair.load_classifier(config.classifier)
+    validate(config, C.schema)
+    directions = (var_lib.load(config.directions, G.config.w_dim) if config.variations
+                  else None)
+    groups = [attributes.format_target(t, C.schema) for _, t in
+              attributes.enumerate_groups(C.schema, tuple(config.attributes))]
+    plan = plan_lib.Plan.create(groups, config.identities_per_group,
+                                config.identities_per_unit, config.units_per_step)
+    head = header(config, G, C, groups, plan)
+    proc, nproc = jax.process_index(), jax.process_count()
+    if proc == 0:
+        manifest.prepare(workdir, head, overwrite)
+    distributed.barrier("plan")
+    if proc != 0:
+        manifest.prepare(workdir, head, overwrite=False)  # must match what process 0 wrote
+
+    worker = compute.Worker(config, G, C, groups, directions, log)
+    mine = plan.steps_of(proc, nproc)
+    done = writer.done_units(workdir)
+    removed = writer.clean_partial(workdir, [u.id for s in mine for u in s])
+    todo = [s for s in mine if not all(u.id in done for u in s)]
+    per_identity = 1 + config.variations
+    total_units = sum(u.id not in done for s in todo for u in s)
+    total_images = sum(u.size for s in todo for u in s if u.id not in done) * per_identity
+    log(f"process {proc}/{nproc}: {len(plan.units)} units in {len(plan.steps)} steps, "
+        f"{len(mine)} steps here, {len(mine) - len(todo)} already done"
+        + (f", {removed} partial units removed" if removed else ""))
+    out = writer.Writer(workdir, config.image_format, config.latent_dtype,
+                        config.writer_threads, max_pending=2 * config.units_per_step)
+    progress = Progress(total_units, total_images, log)
+    try:
+        _compute_steps(worker, todo, out, done, progress)
+    finally:
+        out.close()
+    progress.close(out.units_written, out.images_written)
+    distributed.barrier("units")
+    result = {"units_written": out.units_written, "images_written": out.images_written}
+    if proc == 0:
+        result = _finalize(config, workdir, head, plan, worker, log)
+    distributed.barrier("manifest")
+    return result
+
+
+def _finalize(config, workdir: str, head: dict, plan, worker, log) -> dict:
+    """Cross-unit near-duplicates, top-up units until every group has its quota, manifest."""
+    w_std = float(np.asarray(worker.prior.w_std))
+    for _ in range(MAX_TOP_UP_ROUNDS + 1):
+        excluded, kept = manifest.exclude_near_duplicates(workdir, plan.units,
+                                                          config.identity_radius, w_std)
+        short = {g: plan.quota - kept.get(g, 0) for g in range(len(plan.groups))
+                 if kept.get(g, 0) < plan.quota}
+        if not short:
+            break
+        plan = plan.extend(short)
+        new = [s for s in plan.steps if s[0].id >= plan.segments[-1]]
+        done = writer.done_units(workdir)
+        writer.clean_partial(workdir, [u.id for s in new for u in s])
+        log(f"{len(excluded)} near-duplicate identities removed; top-up units for "
+            + ", ".join(f"{plan.groups[g]} ({n})" for g, n in short.items()))
+        out = writer.Writer(workdir, config.image_format, config.latent_dtype,
+                            config.writer_threads, max_pending=2 * config.units_per_step)
+        try:
+            _compute_steps(worker, [s for s in new if not all(u.id in done for u in s)], out,
+                           done, Progress(0, 0, log))
+        finally:
+            out.close()
+    else:
+        raise RuntimeError(f"groups still short of their quota after {MAX_TOP_UP_ROUNDS} "
+                           f"rounds of top-up units (identity_radius "
+                           f"{config.identity_radius} too large?)")
+    summary = manifest.summarise(workdir, head, plan, excluded)
+    if config.imagefolder and config.image_format != "none":
+        summary["imagefolder_images"] = manifest.write_imagefolder(workdir, plan, excluded)
+    manifest.write_json(f"{workdir}/{manifest.MANIFEST}", summary)
+    return summary
+

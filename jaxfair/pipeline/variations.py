@@ -1,0 +1,167 @@
+"""Identity variations: moves along named W-space directions, re-classified and filtered.
+
+The original method made 45 images per identity by moving its latent along directions for
+pose, illumination and expression. Here a directions file holds M named unit vectors in W
+with a scale each; variation candidate c of an identity w is
+
+  w_c = w + L * sum_m a_cm * scale_m * d_m,   a_cm ~ U(-1, 1),   L = w_std * sqrt(w_dim)
+
+(L is the typical distance of a prior w from w_avg, so scale 1 is a move as long as a
+typical face's offset from the average face; in W+ every layer moves). Candidates are
+rendered and classified; a candidate is kept only if it is still in the identity's group
+(same acceptance rule as the search); the first K kept per identity are its variations.
+
+File format (``.npz``): ``names`` [M] str, ``directions`` [M, w_dim] float32 (unit rows),
+``scales`` [M] float32. ``python -m jaxfair.directions`` fits one direction per classifier
+attribute class by logistic regression in W (``fit_direction``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxfair.search import objective as obj
+from jaxfair.search import spaces
+
+
+@dataclasses.dataclass(frozen=True)
+class Directions:
+    """Named W directions: names [M], vectors [M, w_dim] (unit rows), scales [M]."""
+
+    names: tuple[str, ...]
+    vectors: np.ndarray
+    scales: np.ndarray
+
+    def __post_init__(self):
+        m = len(self.names)
+        if self.vectors.ndim != 2 or self.vectors.shape[0] != m or self.scales.shape != (m,):
+            raise ValueError(f"directions: {m} names, vectors {self.vectors.shape} and scales "
+                             f"{self.scales.shape} do not match")
+        if m == 0:
+            raise ValueError("directions: the file holds no direction")
+
+    @property
+    def w_dim(self) -> int:
+        return self.vectors.shape[1]
+
+
+def load(path: str, w_dim: int) -> Directions:
+    """Reads and checks a directions file against the generator's ``w_dim``."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            names, vectors, scales = f["names"], f["directions"], f["scales"]
+    except (OSError, ValueError, KeyError) as e:
+        raise ValueError(f"cannot read directions file {path}: {e}") from None
+    d = Directions(tuple(str(n) for n in names), np.asarray(vectors, np.float32),
+                   np.asarray(scales, np.float32))
+    if d.w_dim != w_dim:
+        raise ValueError(f"directions file {path}: latent width {d.w_dim} does not match the "
+                         f"generator's w_dim {w_dim}")
+    norms = np.linalg.norm(d.vectors, axis=1)
+    if not np.allclose(norms, 1, atol=1e-3):
+        raise ValueError(f"directions file {path}: rows must be unit vectors, norms {norms}")
+    return d
+
+
+def save(path: str, d: Directions) -> None:
+    """Writes a directions file atomically (temp file, then rename)."""
+    tmp = f"{path}.tmp-{os.getpid()}.npz"
+    np.savez(tmp, names=np.asarray(d.names), directions=d.vectors, scales=d.scales)
+    os.replace(tmp, path)
+
+
+@dataclasses.dataclass
+class Variations:
+    """Kept variations of n identities, rows grouped by identity.
+
+    Attributes:
+      ws [V, num_ws, w_dim]; images [V, H, W, 3] uint8; probs {attr: [V, K]};
+      identity [V] index of the identity; index [V] 1..K within the identity;
+      rejected: candidates tried and refused (left their group); missing: variations short
+      of K after ``tries * K`` candidates per identity.
+    """
+
+    ws: np.ndarray
+    images: np.ndarray
+    probs: dict[str, np.ndarray]
+    identity: np.ndarray
+    index: np.ndarray
+    rejected: int
+    missing: int
+
+
+def candidates(d: Directions, prior: spaces.Prior, ws: np.ndarray, num: int,
+               key: jax.Array) -> np.ndarray:
+    """ws [n, num_ws, w_dim] -> num moved copies per identity [n, num, num_ws, w_dim]."""
+    n = ws.shape[0]
+    a = jax.random.uniform(key, (n, num, len(d.names)), minval=-1.0, maxval=1.0)
+    length = prior.w_std * np.sqrt(d.w_dim)
+    delta = length * (a * jnp.asarray(d.scales)) @ jnp.asarray(d.vectors)  # [n, num, w_dim]
+    return np.asarray(jnp.asarray(ws)[:, None] + delta[:, :, None, :], np.float32)
+
+
+def generate(d: Directions, prior: spaces.Prior, ws: np.ndarray, k: int, tries: int,
+             key: jax.Array, render: Callable, target, objective: obj.Objective
+             ) -> Variations:
+    """Up to k variations per identity of ws [n, num_ws, w_dim] (see module docstring).
+
+    Args:
+      render: ws [N, num_ws, w_dim] -> ({attr: probs [N, K]}, uint8 images [N, H, W, 3]).
+      target, objective: the identity's group and the acceptance rule.
+    """
+    n, num = ws.shape[0], k * tries
+    cand = candidates(d, prior, ws, num, key).reshape(n * num, *ws.shape[1:])
+    probs, imgs = render(cand)
+    ok = np.asarray(obj.accepted(objective, probs, target)).reshape(n, num)
+    keep = ok & (np.cumsum(ok, axis=1) <= k)  # the first k accepted per identity
+    tried = np.where(ok.sum(axis=1) >= k, np.argmax(np.cumsum(ok, axis=1) == k, axis=1) + 1,
+                     num)  # candidates looked at until the k-th was kept
+    rejected = int(np.sum(tried - np.minimum(ok.sum(axis=1), k)))
+    flat = np.flatnonzero(keep.reshape(-1))
+    identity = flat // num
+    index = np.cumsum(keep, axis=1).reshape(-1)[flat]
+    return Variations(cand[flat], imgs[flat], {a: p[flat] for a, p in probs.items()},
+                      identity, index, rejected, int(np.sum(k - keep.sum(axis=1))))
+
+
+def fit_direction(u: jax.Array, labels: jax.Array, steps: int = 500, l2: float = 1e-3,
+                  learning_rate: float = 0.05) -> tuple[np.ndarray, float]:
+    """Logistic regression on standardised latents u [N, w_dim] with labels [N] (0/1).
+
+    Returns:
+      (unit normal of the decision boundary [w_dim], pointing to label 1; training
+      accuracy). W's standardisation is isotropic (one w_std), so the normal in u is the
+      normal in W.
+    """
+    labels = jnp.asarray(labels, jnp.float32)
+    params = (jnp.zeros(u.shape[1]), jnp.zeros(()))
+    opt = optax.adam(learning_rate)
+
+    def loss(p):
+        logits = u @ p[0] + p[1]
+        return (jnp.mean(optax.sigmoid_binary_cross_entropy(logits, labels))
+                + l2 * jnp.sum(jnp.square(p[0])))
+
+    @jax.jit
+    def train(p):
+        def body(carry, _):
+            p, s = carry
+            g = jax.grad(loss)(p)
+            upd, s = opt.update(g, s, p)
+            return (optax.apply_updates(p, upd), s), None
+        (p, _), _ = jax.lax.scan(body, (p, opt.init(p)), None, length=steps)
+        return p
+
+    w, b = train(params)
+    acc = float(jnp.mean(((u @ w + b) > 0) == (labels > 0.5)))
+    norm = float(jnp.linalg.norm(w))
+    if norm == 0:
+        raise ValueError("fit_direction: the labels do not separate the latents at all")
+    return np.asarray(w / norm, np.float32), acc
