@@ -14,12 +14,7 @@ from __future__ import annotations
 from absl import flags, logging
 
 from jaxfair import cli
-from jaxfair.attributes import TargetError
-from jaxfair.checkpoints import CheckpointDirError
-from jaxfair.convert.torch_pickle import CheckpointError
-from jaxfair.pipeline import compute, distributed, manifest
-from jaxfair.pipeline import run as pipeline
-from jaxfair.sampling import unguided
+from jaxfair.pipeline import distributed
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (default: config.workdir).")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False,
@@ -37,9 +32,14 @@ PROG = "jaxfair.generate"
 def main(config):
     workdir = _WORKDIR.value or config.workdir
     if _DISTRIBUTED.value or _COORDINATOR.value:
+        # Before anything touches a JAX backend (importing evosax does).
         distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
-    logging.info("devices: %s", unguided.device_summary())
-    logging.info("config:\n%s", config)
+    from jaxfair.attributes import TargetError
+    from jaxfair.checkpoints import CheckpointDirError
+    from jaxfair.convert.torch_pickle import CheckpointError
+    from jaxfair.pipeline import compute, manifest
+    from jaxfair.pipeline import run as pipeline
+
     try:
         summary = pipeline.run(config, workdir, _OVERWRITE.value, log=logging.info)
     except (ValueError, CheckpointError, CheckpointDirError, FileNotFoundError, TargetError,

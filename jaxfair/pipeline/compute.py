@@ -67,6 +67,7 @@ def step_engine(config: ml_collections.ConfigDict, G, C) -> eng_lib.Engine:
     """The search engine of a pipeline step: S = units_per_step x searches_per_unit."""
     sc = ml_collections.ConfigDict(config.to_dict())
     sc.search.num_searches = config.units_per_step * config.searches_per_unit
+    sc.search.threshold = config.threshold  # the dataset's acceptance rule
     return job.build_engine(sc, G, C)
 
 

@@ -105,6 +105,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False
               attributes.enumerate_groups(C.schema, tuple(config.attributes))]
     plan = plan_lib.Plan.create(groups, config.identities_per_group,
                                 config.identities_per_unit, config.units_per_step)
+    log(f"devices: {', '.join(str(d) for d in jax.local_devices())}; config:\n{config}")
     head = header(config, G, C, groups, plan)
     proc, nproc = jax.process_index(), jax.process_count()
     if proc == 0:

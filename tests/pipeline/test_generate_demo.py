@@ -1,0 +1,244 @@
+"""The main job on the demo checkpoints: balance, ground truth, exactly-once resume after
+kill -9, two processes == one, eight devices, and bad input.
+
+Subprocess runs share a persistent compilation cache, so only the first one compiles.
+"""
+
+import contextlib
+import filecmp
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxfair.demo import fit_generator, world
+from jaxfair.pipeline import run as pipeline
+from jaxfair.sampling import rejection
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SMOKE = "configs/demo.py:smoke"
+
+
+def load_config(variant=None):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("demo_cfg",
+                                                  os.path.join(ROOT, "configs", "demo.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.get_config(variant)
+
+
+@contextlib.contextmanager
+def in_root():
+    old = os.getcwd()
+    os.chdir(ROOT)  # checkpoint paths in the config (and so in plan.json) are relative
+    try:
+        yield
+    finally:
+        os.chdir(old)
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    e = dict(os.environ)
+    e.update(JAX_COMPILATION_CACHE_DIR=str(tmp_path_factory.mktemp("jax_cache")),
+             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+             JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+    e.pop("XLA_FLAGS", None)
+    return e
+
+
+def generate(workdir, env, *args, wait=True):
+    cmd = [sys.executable, "-m", "jaxfair.generate", f"--config={SMOKE}",
+           f"--workdir={workdir}", *args]
+    p = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    if not wait:
+        return p
+    out, err = p.communicate(timeout=600)
+    return p.returncode, out, err
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    """The smoke dataset made in this process, uninterrupted: the reference."""
+    out = str(tmp_path_factory.mktemp("smoke") / "ds")
+    with in_root():
+        summary = pipeline.run(load_config("smoke"), out, log=lambda s: None)
+    return out, summary
+
+
+def records(workdir):
+    recs = []
+    for unit in sorted(os.listdir(os.path.join(workdir, "shards"))):
+        with open(os.path.join(workdir, "shards", unit, "records.jsonl")) as f:
+            recs += [json.loads(line) for line in f]
+    return recs
+
+
+def assert_same_dataset(a, b):
+    """Same files with the same bytes (records, latents, images, DONE, plan, manifest)."""
+    def walk(root):
+        return sorted(os.path.relpath(os.path.join(d, f), root)
+                      for d, _, files in os.walk(root) for f in files)
+    assert walk(a) == walk(b)
+    for rel in walk(a):
+        assert filecmp.cmp(os.path.join(a, rel), os.path.join(b, rel), shallow=False), rel
+
+
+def assert_one_error_line(err):
+    lines = err.strip().splitlines()
+    assert "Traceback" not in err and lines[-1].startswith("jaxfair.generate: error:"), err
+    assert sum("error" in line for line in lines) == 1, err
+
+
+def ground_truth_agreement(workdir) -> float:
+    recs, zs = [], []
+    for unit in sorted(os.listdir(os.path.join(workdir, "shards"))):
+        with open(os.path.join(workdir, "shards", unit, "records.jsonl")) as f:
+            recs += [json.loads(line) for line in f]
+        zs.append(np.load(os.path.join(workdir, "shards", unit, "z.npy")))
+    truth = jax.device_get(fit_generator.labels_from_latent(jnp.asarray(np.concatenate(zs))))
+    good = [all(world.SCHEMA[a][int(truth[a][i])] == c
+                for a, c in (kv.split("=") for kv in r["group"].split(",")))
+            for i, r in enumerate(recs)]
+    return float(np.mean(good))
+
+
+def test_smoke_dataset_is_balanced_unique_and_true(smoke):
+    out, summary = smoke
+    assert summary["complete"] and summary["images"] == 12
+    assert {g: c["identities"] for g, c in summary["counts"].items()} == {
+        g: 2 for g in summary["groups"]}
+    recs = records(out)
+    assert len({r["id"] for r in recs}) == len(recs) == 12
+    assert len({r["identity"] for r in recs}) == 12
+    for r in recs:
+        assert os.path.exists(os.path.join(out, "shards", f"{r['unit']:05d}", r["file"]))
+        for name, p in r["target_probs"].items():
+            assert p >= 0.9 and r["attributes"][name]["class"] in r["group"]
+    # 12 images: a wrong pipeline would score ~1/6; the >= 95 % criterion is checked on
+    # the default job's 300 images (test_demo_default_acceptance).
+    assert ground_truth_agreement(out) >= 10 / 12
+
+
+def test_kill_9_at_two_points_then_resume_is_identical(smoke, env, tmp_path):
+    work = str(tmp_path / "ds")
+    # 1) killed during the first step (plan written, no shard finished yet)
+    p = generate(work, env, wait=False)
+    while not os.path.exists(os.path.join(work, "plan.json")) and p.poll() is None:
+        time.sleep(0.05)
+    time.sleep(1.0)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    # 2) resumed, killed as soon as the first shard is DONE
+    p = generate(work, env, wait=False)
+    shards = os.path.join(work, "shards")
+    while p.poll() is None and not (os.path.isdir(shards) and any(
+            os.path.exists(os.path.join(shards, d, "DONE")) for d in os.listdir(shards))):
+        time.sleep(0.01)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert not os.path.exists(os.path.join(work, "manifest.json"))
+    # 3) resumed to the end
+    rc, _, err = generate(work, env)
+    assert rc == 0, err
+    assert_same_dataset(smoke[0], work)
+
+
+def test_two_processes_write_what_one_process_writes(smoke, env, tmp_path):
+    work = str(tmp_path / "ds")
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = s.getsockname()[1]
+    procs = [generate(work, env, f"--coordinator_address=localhost:{port}",
+                      "--num_processes=2", f"--process_id={i}", wait=False) for i in (0, 1)]
+    results = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], results[0][1] + results[1][1]
+    assert "process 1/2" in results[1][1]
+    assert_same_dataset(smoke[0], work)
+
+
+def test_eight_devices_in_one_process(env, tmp_path):
+    work = str(tmp_path / "ds")
+    e = dict(env, XLA_FLAGS="--xla_force_host_platform_device_count=8")
+    rc, _, err = generate(work, e, "--config.units_per_step=8")
+    assert rc == 0, err
+    assert "cpu:7" in err, err[:2000]
+    with open(os.path.join(work, "manifest.json")) as f:
+        m = json.load(f)
+    assert all(c["identities"] == 2 for c in m["counts"].values())
+    assert ground_truth_agreement(work) >= 10 / 12
+
+
+def test_changed_config_is_refused_unless_overwrite(smoke, env, tmp_path):
+    rc, _, err = generate(smoke[0], env, "--config.search.threshold=0.95")
+    assert rc == 2 and "search.threshold: 0.9 -> 0.95" in err and "--overwrite" in err
+    assert_one_error_line(err)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--config.attributes=('race',)"], "race"),
+    (["--config.identities_per_group=0"], "identities_per_group must be >= 1"),
+    (["--config.generator=/nonexistent/generator"], "/nonexistent/generator"),
+    (["--config.variations=2", "--config.directions=tests/golden/sg2_tiny_reference.npz"],
+     "cannot read directions file"),
+])
+def test_bad_input_is_one_line_and_writes_nothing(env, tmp_path, args, message):
+    work = str(tmp_path / "ds")
+    rc, _, err = generate(work, env, *args)
+    assert rc == 2 and message in err, err
+    assert_one_error_line(err)
+    assert not os.path.exists(work)
+
+
+def test_directions_with_the_wrong_width_are_refused(env, tmp_path):
+    from jaxfair.pipeline import variations as var
+
+    path = str(tmp_path / "d.npz")
+    var.save(path, var.Directions(("x",), np.eye(1, 8, dtype=np.float32), np.ones(1, np.float32)))
+    rc, _, err = generate(str(tmp_path / "ds"), env, "--config.variations=2",
+                          f"--config.directions={path}")
+    assert rc == 2 and "latent width 8 does not match the generator's w_dim 64" in err
+
+
+@pytest.fixture(scope="module")
+def demo_default(tmp_path_factory):
+    """python -m jaxfair.generate's default job (6 groups x 50 identities), in process."""
+    out = str(tmp_path_factory.mktemp("default") / "ds")
+    t = time.perf_counter()
+    with in_root():
+        summary = pipeline.run(load_config(), out, log=lambda s: None)
+    return out, summary, time.perf_counter() - t
+
+
+def test_demo_default_acceptance(demo_default):
+    out, summary, seconds = demo_default
+    assert seconds < 300
+    assert len(summary["counts"]) == 6
+    assert all(c["identities"] == c["quota"] == 50 for c in summary["counts"].values())
+    assert ground_truth_agreement(out) >= 0.95
+    # the rarest group: ~2 % of unguided samples, 1/6 of the dataset
+    with in_root():
+        cfg = load_config()
+        import jaxfair
+        from jaxfair import attributes
+
+        G, C = jaxfair.load_generator(cfg.generator), jaxfair.load_classifier(cfg.classifier)
+        rare = attributes.stack_targets([attributes.parse_target("tone=dark,hair=long",
+                                                                 C.schema)])
+        step = rejection.make_step(G, C, 1024, 1.0, "const")
+        *_, masses = step(G.state, C.state, jax.random.key(7), rare)
+    unguided_share = float(np.mean(np.asarray(masses[0]) >= 0.5))
+    assert 0.005 < unguided_share < 0.05
+    share = summary["counts"]["tone=dark,hair=long"]["images"] / summary["images"]
+    assert share == pytest.approx(1 / 6)
