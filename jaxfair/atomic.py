@@ -36,6 +36,7 @@ def directory(path: str, what: str = "output directory") -> Iterator[str]:
     parent = os.path.dirname(path)
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.tmp-", dir=parent)
+    os.chmod(tmp, 0o755)  # mkdtemp makes it private (0700); the output is for everyone
     try:
         yield tmp
         check_empty(path, what)  # nobody created it meanwhile
