@@ -242,3 +242,11 @@ def test_demo_default_acceptance(demo_default):
     assert 0.005 < unguided_share < 0.05
     share = summary["counts"]["tone=dark,hair=long"]["images"] / summary["images"]
     assert share == pytest.approx(1 / 6)
+
+
+def test_unwritable_workdir_is_one_line(env, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    rc, _, err = generate(str(blocker / "ds"), env)
+    assert rc == 2 and "cannot write to" in err, err
+    assert_one_error_line(err)
