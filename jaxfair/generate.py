@@ -37,13 +37,13 @@ def main(config):
     from jaxfair.attributes import TargetError
     from jaxfair.checkpoints import CheckpointDirError
     from jaxfair.convert.torch_pickle import CheckpointError
-    from jaxfair.pipeline import compute, manifest
+    from jaxfair.pipeline import finders, manifest
     from jaxfair.pipeline import run as pipeline
 
     try:
         summary = pipeline.run(config, workdir, _OVERWRITE.value, log=logging.info)
     except (ValueError, CheckpointError, CheckpointDirError, FileNotFoundError, TargetError,
-            manifest.PlanMismatch, compute.TargetNotReached) as e:
+            manifest.PlanMismatch, finders.TargetNotReached) as e:
         cli.fail(PROG, e)
     except OSError as e:  # unwritable directory, disk full: finished shards stay intact
         cli.fail(PROG, f"cannot write to {workdir}: {e}; finished shards are intact, rerun "

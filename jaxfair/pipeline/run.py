@@ -23,19 +23,19 @@ import numpy as np
 import jaxfair
 from jaxfair import attributes, checkpoints
 from jaxfair import images as imlib
-from jaxfair.pipeline import compute, distributed, manifest, writer
+from jaxfair.pipeline import compute, distributed, finders, manifest, writer
 from jaxfair.pipeline import plan as plan_lib
 from jaxfair.pipeline import variations as var_lib
 from jaxfair.pipeline.progress import Progress
 
-METHODS = ("search",)
 MAX_TOP_UP_ROUNDS = 5
 
 
 def validate(config: ml_collections.ConfigDict, schema: attributes.Schema) -> None:
     """Raises ValueError naming the first bad setting."""
-    if config.method not in METHODS:
-        raise ValueError(f"unknown method {config.method!r}; choose from {', '.join(METHODS)}")
+    if config.method not in finders.METHODS:
+        raise ValueError(f"unknown method {config.method!r}; choose from "
+                         f"{', '.join(finders.METHODS)}")
     for name in ("identities_per_group", "identities_per_unit", "units_per_step",
                  "searches_per_unit", "render_batch", "writer_threads"):
         if config[name] < 1:
@@ -61,7 +61,8 @@ def validate(config: ml_collections.ConfigDict, schema: attributes.Schema) -> No
         schema.attribute(name)  # raises TargetError listing the valid names
 
 
-def header(config: ml_collections.ConfigDict, G, C, groups: list[str], plan) -> dict:
+def header(config: ml_collections.ConfigDict, G, C, groups: list[str], plan,
+           latent_space: str) -> dict:
     """plan.json: what the run makes and from what (compared on resume)."""
     cfg = json.loads(config.to_json())
     return {
@@ -70,7 +71,7 @@ def header(config: ml_collections.ConfigDict, G, C, groups: list[str], plan) -> 
         "schema": {a.name: list(a.classes) for a in C.schema.attributes},
         "groups": {g: plan.quota for g in groups}, "variations": config.variations,
         "image_format": config.image_format,
-        "latent_space": "wplus" if config.search.space == "wplus" else "w",
+        "latent_space": latent_space,
         "latent_dtype": config.latent_dtype,
         "resolution": G.config.img_resolution,
         "checkpoints": {
@@ -105,8 +106,9 @@ def run(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False
               attributes.enumerate_groups(C.schema, tuple(config.attributes))]
     plan = plan_lib.Plan.create(groups, config.identities_per_group,
                                 config.identities_per_unit, config.units_per_step)
+    finder = finders.create(config, G, C, groups)
     log(f"devices: {', '.join(str(d) for d in jax.local_devices())}; config:\n{config}")
-    head = header(config, G, C, groups, plan)
+    head = header(config, G, C, groups, plan, finder.latent_space)
     proc, nproc = jax.process_index(), jax.process_count()
     if proc == 0:
         manifest.prepare(workdir, head, overwrite)
@@ -114,7 +116,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False
     if proc != 0:
         manifest.prepare(workdir, head, overwrite=False)  # must match what process 0 wrote
 
-    worker = compute.Worker(config, G, C, groups, directions, log)
+    worker = compute.Worker(config, G, C, groups, finder, directions)
     mine = plan.steps_of(proc, nproc)
     done = writer.done_units(workdir)
     removed = writer.clean_partial(workdir, [u.id for s in mine for u in s])

@@ -1,0 +1,201 @@
+"""How a step of work units finds its identities: the fused search or a fitted distribution.
+
+``finder.find(units)`` returns one ``Found`` per unit (``size`` distinct latents of the
+unit's group), a pure function of (config, weights, unit id):
+
+  search        ``units_per_step x searches_per_unit`` fused searches (``Engine.run``
+                chunks), every unit's searches for its own group with keys
+                ``fold_in(units_root, id)``; a short step is padded with copies of its last
+                unit so every step has the same shape (one trace). A unit takes its first
+                ``size`` distinct accepted latents in (generation, search, slot) order: the
+                archives only append, so running more generations than a unit needed never
+                changes what it takes.
+  distribution  the unit's group mixture (``python -m jaxfair.sample fit``), decoded to W,
+                rendered and classified in batches with keys ``fold_in(fold_in(units_root,
+                id), batch)``; the first ``size`` samples that meet the threshold and are
+                not near-duplicates of earlier ones are taken.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Protocol
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from jaxfair import attributes
+from jaxfair.pipeline.plan import Unit
+from jaxfair.search import engine as eng_lib
+from jaxfair.search import job, spaces
+
+# fold_in data of the independent key streams under the run's root key.
+PRIOR_STREAM, UNITS_STREAM, VARIATIONS_STREAM = 0, 1, 2
+METHODS = ("search", "distribution")
+
+
+class TargetNotReached(RuntimeError):
+    """A unit's budget ran out before it found its quota."""
+
+
+@dataclasses.dataclass
+class Found:
+    """One unit's identities: ws [n, num_ws, w_dim]; z [n, z_dim] (space z) or None;
+    search [n] (which of the unit's searches, or draw batch, found it); stats."""
+
+    ws: np.ndarray
+    z: np.ndarray | None
+    search: np.ndarray
+    stats: dict
+
+
+class Finder(Protocol):
+    prior: spaces.Prior
+    latent_space: str  # what latents.npy holds: 'w' or 'wplus'
+
+    def find(self, units: list[Unit]) -> list[Found]: ...
+
+
+def roots(config: ml_collections.ConfigDict, G) -> tuple[spaces.Prior, jax.Array]:
+    """(prior statistics of G, root key of the unit streams) of a run."""
+    root = jax.random.key(config.seed)
+    return (spaces.estimate_prior(G, jax.random.fold_in(root, PRIOR_STREAM)),
+            jax.random.fold_in(root, UNITS_STREAM))
+
+
+def create(config: ml_collections.ConfigDict, G, C, groups: list[str]) -> Finder:
+    """The finder of ``config.method``."""
+    if config.method == "search":
+        return SearchFinder(config, G, C, groups)
+    if config.method == "distribution":
+        return DistributionFinder(config, G, C, groups)
+    raise ValueError(f"unknown method {config.method!r}; choose from {', '.join(METHODS)}")
+
+
+class SearchFinder:
+    """The fused search engine over a step's units (see module docstring)."""
+
+    def __init__(self, config: ml_collections.ConfigDict, G, C, groups: list[str]):
+        self.config, self.G, self.C, self.groups = config, G, C, groups
+        sc = ml_collections.ConfigDict(config.to_dict())
+        sc.search.num_searches = config.units_per_step * config.searches_per_unit
+        sc.search.threshold = config.threshold  # the dataset's acceptance rule
+        self.engine = job.build_engine(sc, G, C)
+        self.latent_space = "wplus" if self.engine.space.name == "wplus" else "w"
+        self.targets = [attributes.parse_target(g, C.schema) for g in groups]
+        self.prior, self.units_root = roots(config, G)
+        self.g_state, self.c_state, self.prior_dev = G.state, C.state, self.prior
+        self.mesh = None
+        if len(jax.local_devices()) > 1:
+            self.mesh = eng_lib.search_mesh(self.engine.num_searches, jax.local_devices())
+            self.g_state, self.c_state, self.prior_dev = eng_lib.replicate(
+                (self.g_state, self.c_state, self.prior), self.mesh)
+
+    def find(self, units: list[Unit]) -> list[Found]:
+        cfg, eng = self.config, self.engine
+        spu = cfg.searches_per_unit
+        slots = units + [units[-1]] * (cfg.units_per_step - len(units))
+        targets = attributes.stack_targets([self.targets[u.group] for u in slots
+                                            for _ in range(spu)])
+        keys = jnp.concatenate([jax.random.split(jax.random.fold_in(self.units_root, u.id),
+                                                 spu) for u in slots])
+        if self.mesh is not None:
+            targets, keys = eng_lib.shard((targets, keys), self.mesh)
+        args = (self.g_state, self.c_state, self.prior_dev, targets, keys)
+        state = eng.init(*args)
+        gens = 1
+        while True:
+            taken = [self._take(state, j, u) for j, u in enumerate(units)]
+            if all(len(t[0]) == u.size for t, u in zip(taken, units)):
+                break
+            if gens >= cfg.search.max_generations:
+                raise TargetNotReached(self._short_report(state, units, taken))
+            state, _ = eng.run(*args, state)
+            gens += eng.generations
+        evaluated = np.asarray(jax.device_get(state.evaluated))
+        found = []
+        for j, (u, search) in enumerate(taken):
+            ws = np.asarray(spaces.to_ws(eng.space, self.G.graphdef, self.G.state, self.prior,
+                                         jnp.asarray(u), cfg.truncation_psi))
+            found.append(Found(ws, u if eng.space.name == "z" else None, search,
+                               {"candidates": int(evaluated[j * spu:(j + 1) * spu].sum()),
+                                "generations": gens}))
+        return found
+
+    def _take(self, state, j: int, unit: Unit) -> tuple[np.ndarray, np.ndarray]:
+        spu = self.config.searches_per_unit
+        sub = jax.tree.map(lambda x: x[j * spu:(j + 1) * spu], state)
+        u, search, _, _ = job.collect(sub, self.engine.space, self.config.search.duplicate_radius,
+                                      unit.size)
+        return u, search
+
+    def _short_report(self, state, units, taken) -> str:
+        spu = self.config.searches_per_unit
+        best = np.asarray(jax.device_get(state.best_masses))
+        parts = []
+        for j, (u, t) in enumerate(zip(units, taken)):
+            if len(t[0]) < u.size:
+                b = best[j * spu:(j + 1) * spu].max(axis=0)
+                probs = ", ".join(f"{a.name} {p:.3f}" for a, p in
+                                  zip(self.C.schema.attributes, b))
+                parts.append(f"unit {u.id} ({self.groups[u.group]}): {len(t[0])}/{u.size} "
+                             f"accepted, best target probability {probs}")
+        return (f"search.max_generations ({self.config.search.max_generations}) reached; "
+                + "; ".join(parts))
+
+
+class DistributionFinder:
+    """Verified draws from the fitted per-group mixtures (see module docstring)."""
+
+    def __init__(self, config: ml_collections.ConfigDict, G, C, groups: list[str]):
+        from jaxfair.sampling import distribution_draw as dd  # only this method needs it
+        from jaxfair.sampling import gmm as gmmlib
+
+        self._dd, self._gmm = dd, gmmlib
+        dc = config.distribution
+        self.config, self.G, self.C, self.groups = config, G, C, groups
+        self.sampler = dd.sampler(dc.workdir, dc.batch_size)
+        fitted = self.sampler.fitted
+        same = os.path.normpath  # paths as written in the config and in the fit's meta
+        if same(fitted.meta["generator"]) != same(config.generator) or \
+                same(fitted.meta["classifier"]) != same(config.classifier):
+            raise ValueError(f"the distribution model in {dc.workdir} was fitted on "
+                             f"{fitted.meta['generator']} / {fitted.meta['classifier']}, not on "
+                             f"{config.generator} / {config.classifier}")
+        self.index = [dd.group_index(g, C.schema, fitted.groups) for g in groups]
+        self.targets = [attributes.parse_target(g, C.schema) for g in groups]
+        self.w_scale = np.asarray(fitted.ae_state["w_std"][...])
+        self.latent_space = "w"
+        self.prior, self.units_root = roots(config, G)
+
+    def find(self, units: list[Unit]) -> list[Found]:
+        return [self._unit(u) for u in units]
+
+    def _unit(self, unit: Unit) -> Found:
+        s, dc = self.sampler, self.config.distribution
+        mixture = self._gmm.select(s.fitted.mixtures, self.index[unit.group])
+        key = jax.random.fold_in(self.units_root, unit.id)
+        kept, batch_of, drawn, b = np.zeros((0, self.G.config.w_dim), np.float32), [], 0, 0
+        while len(kept) < unit.size:
+            if drawn >= dc.max_draw_factor * unit.size:
+                raise TargetNotReached(
+                    f"unit {unit.id} ({self.groups[unit.group]}): {len(kept)}/{unit.size} "
+                    f"distinct samples met threshold {self.config.threshold} after {drawn} "
+                    f"draws (distribution.max_draw_factor {dc.max_draw_factor})")
+            w, _, _, mass, _ = jax.device_get(s.step(
+                s.G.state, s.C.state, s.fitted.ae_state, mixture, self.targets[unit.group],
+                jax.random.fold_in(key, b)))
+            drawn += len(w)
+            cand = np.concatenate([kept, w[mass >= self.config.threshold]])
+            # earlier kept rows stay novel: only new rows can be dropped
+            novel = self._dd.novel_identities(cand, self.w_scale, self.config.identity_radius)
+            batch_of += [b] * int(novel[len(kept):].sum())
+            kept = cand[novel]
+            b += 1
+        kept, batch_of = kept[:unit.size], np.asarray(batch_of[:unit.size])
+        ws = np.broadcast_to(kept[:, None], (len(kept), self.G.config.num_ws, kept.shape[1]))
+        return Found(np.ascontiguousarray(ws, np.float32), None, batch_of,
+                     {"candidates": drawn, "generations": b})
