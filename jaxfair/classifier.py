@@ -4,6 +4,10 @@ The pure functions ``logits`` and ``predict`` take the module's graphdef (static
 (the weights, an argument) so one compiled program serves any weights of an architecture;
 ``Classifier`` is a thin wrapper holding them with jitted methods, as ``Generator`` does.
 
+``predict_with_features`` returns the probabilities and the penultimate features of one
+network pass (the search archive's feature-space duplicate test needs both), optionally
+computing the network in bfloat16.
+
 Example:
   C = jaxfair.load_classifier("checkpoints/fairface")
   probs = C.predict(G.synthesis(ws))      # {'race': [N, 7], 'gender': [N, 2], 'age': [N, 9]}
@@ -19,6 +23,9 @@ from flax import nnx
 
 from jaxfair import attributes
 from jaxfair import preprocess as pp
+from jaxfair.models import resnet, vggface
+
+COMPUTE_DTYPES = ("float32", "bfloat16")
 
 
 def logits(graphdef: nnx.GraphDef, state: nnx.State, x: jax.Array) -> jax.Array:
@@ -46,6 +53,50 @@ def features(graphdef: nnx.GraphDef, state: nnx.State, images: jax.Array,
     the first backbone (F = 4096). A generic image-similarity space, not a face-identity one.
     """
     return nnx.merge(graphdef, state).features(pp.preprocess(images, spec))
+
+
+def logits_and_features(graphdef: nnx.GraphDef, state: nnx.State, x: jax.Array,
+                        dtype: str = "float32") -> tuple[jax.Array, jax.Array]:
+    """Preprocessed x [N, S, S, 3] -> (logits [N, num_outputs], features [N, F]), one pass.
+
+    ResNet: features are the pooled last stage and logits ``fc(features)``; DeepFace: fc7 of
+    the first backbone and every head on its own backbone (as ``DeepFace.__call__``).
+
+    Args:
+      dtype: 'float32' or 'bfloat16' (static): the network's compute dtype (ResNet only;
+        see jaxfair.models.resnet for what stays float32). Outputs are float32.
+    """
+    if dtype not in COMPUTE_DTYPES:
+        raise ValueError(f"classifier dtype must be one of {', '.join(COMPUTE_DTYPES)}, "
+                         f"got {dtype!r}")
+    model = nnx.merge(graphdef, state)
+    if isinstance(model, resnet.ResNet):
+        f = model.features(x.astype(dtype))
+        return model.fc(f), f
+    if isinstance(model, vggface.DeepFace):
+        if dtype != "float32":
+            # DeepFace.__call__ casts its input to float32 and its convs do not cast their
+            # kernels: a bf16 request would silently run in float32.
+            raise ValueError("bfloat16 compute is implemented for the ResNet (FairFace) "
+                             "classifiers only; use dtype='float32' with DeepFace")
+        model._check(x)
+        n = x.shape[0]
+        feats = [bb(x.astype(jnp.float32)) for bb in model.backbones]  # [N, 1, 1, F] each
+        out = [getattr(model, h)(feats[i]).reshape(n, -1)
+               for h, i in zip(model.heads, model.head_backbone)]
+        return jnp.concatenate(out, axis=-1), feats[0].reshape(n, -1)
+    raise ValueError(f"unknown classifier module {type(model).__name__}")
+
+
+def predict_with_features(graphdef: nnx.GraphDef, state: nnx.State, images: jax.Array,
+                          spec: pp.Preprocess, schema: attributes.Schema,
+                          dtype: str = "float32") -> tuple[dict[str, jax.Array], jax.Array]:
+    """Generator images [N, H, W, 3] -> ({attribute: probabilities [N, K]}, features [N, F]).
+
+    One network pass; preprocessing and softmax in float32 whatever ``dtype`` (static).
+    """
+    lg, f = logits_and_features(graphdef, state, pp.preprocess(images, spec), dtype)
+    return attributes.probabilities(lg, schema), f
 
 
 _logits_jit = jax.jit(logits, static_argnums=0)

@@ -11,6 +11,13 @@ layers unevenly and shift every feature map by half a pixel.
 
 The pure entry point is ``logits(graphdef, state, x)``: weights are an argument, so one
 compiled function serves any weights of the same architecture.
+
+Precision follows the input: float32 inputs compute in float32 (the checkpoint's own
+arithmetic); bfloat16 (or float16) inputs run every convolution in that dtype, with the
+stored float32 weights cast where they are used (once per call). BatchNorm and the global
+average pool always compute in float32: inference BatchNorm subtracts a running mean of the
+same magnitude as the activations (cancellation in bf16's 8-bit mantissa), and the pool sums
+up to 49 x 512 values per image. Features and logits are therefore float32.
 """
 
 from __future__ import annotations
@@ -72,6 +79,13 @@ class ResNetConfig:
         return cls(**d)
 
 
+def compute_dtype(x: jax.Array) -> jnp.dtype:
+    """The dtype a network runs in for input x: bfloat16/float16 as given, else float32."""
+    if x.dtype in (jnp.bfloat16, jnp.float16):
+        return x.dtype
+    return jnp.dtype(jnp.float32)
+
+
 def max_pool_3x3_s2(x: jax.Array) -> jax.Array:
     """torch ``MaxPool2d(3, 2, padding=1)`` on NHWC: padding is -inf, never a value."""
     return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 3, 3, 1), (1, 2, 2, 1),
@@ -93,7 +107,7 @@ class Conv2d(nnx.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         p = self.padding
         return jax.lax.conv_general_dilated(
-            x, self.weight[...], (self.stride, self.stride), ((p, p), (p, p)),
+            x, self.weight[...].astype(x.dtype), (self.stride, self.stride), ((p, p), (p, p)),
             dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
 
@@ -108,8 +122,10 @@ class BatchNorm2d(nnx.Module):
         self.eps = eps
 
     def __call__(self, x: jax.Array) -> jax.Array:
+        """x [N, H, W, C] in any float dtype -> same dtype; computed in float32."""
         scale = self.weight[...] * jax.lax.rsqrt(self.running_var[...] + self.eps)
-        return (x - self.running_mean[...]) * scale + self.bias[...]
+        y = (x.astype(jnp.float32) - self.running_mean[...]) * scale + self.bias[...]
+        return y.astype(x.dtype)
 
 
 class Linear(nnx.Module):
@@ -166,13 +182,17 @@ class ResNet(nnx.Module):
         self.num_stages = len(cfg.stage_sizes)
 
     def features(self, x: jax.Array) -> jax.Array:
-        """x [N, H, W, C] -> globally average-pooled features [N, widths[-1]]."""
-        x = jax.nn.relu(self.bn1(self.conv1(x.astype(jnp.float32))))
+        """x [N, H, W, C] -> globally average-pooled features [N, widths[-1]] float32.
+
+        The network computes in x's dtype when it is bfloat16 or float16, else in float32.
+        """
+        x = x.astype(compute_dtype(x))
+        x = jax.nn.relu(self.bn1(self.conv1(x)))
         x = max_pool_3x3_s2(x)
         for s in range(self.num_stages):
             for block in getattr(self, f"layer{s + 1}"):
                 x = block(x)
-        return jnp.mean(x, axis=(1, 2))
+        return jnp.mean(x.astype(jnp.float32), axis=(1, 2))
 
     def __call__(self, x: jax.Array) -> jax.Array:
         return self.fc(self.features(x))

@@ -7,6 +7,13 @@ FC weights [in, out], conv weights [k, k, in, out], const [4, 4, C], activations
 The pure entry points are ``mapping`` and ``synthesis``: they take the module's graphdef and
 state (weights) as arguments, so one compiled function serves any weights of the same
 architecture and nothing is baked into the program as a constant.
+
+``synthesis(..., dtype='bfloat16')`` runs the feature maps and every convolution in bf16,
+the float32 weights cast where they are used (once per call). Kept in float32: the mapping
+network and the affine layers (styles), the demodulation coefficients (a rsqrt of a sum of
+k*k*I squared weights: bf16 would leave ~3 significant digits before the rsqrt), and the
+RGB skip image (the output is the sum of every block's upsampled contribution; 3 channels,
+negligible cost). With the default float32 nothing changes (every cast is a no-op).
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from flax import nnx
 from jaxfair.models import stylegan2_ops as ops
 
 NOISE_MODES = ("const", "random", "none")
+COMPUTE_DTYPES = (jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16))
 
 
 class Buffer(nnx.Variable):
@@ -185,10 +193,11 @@ class SynthesisLayer(nnx.Module):
         f = ops.fir_taps(self.resample_filter)
         x = ops.modulated_conv2d(x, self.weight[...], styles, up=self.up, f=f)
         if self.use_noise and noise_mode == "const":
-            x = x + (self.noise_const[...] * self.noise_strength[...])[None, :, :, None]
+            noise = (self.noise_const[...] * self.noise_strength[...])[None, :, :, None]
+            x = x + noise.astype(x.dtype)
         elif self.use_noise and noise_mode == "random":
             noise = ops.random_noise(key, x.shape[0], self.resolution)
-            x = x + noise * self.noise_strength[...]
+            x = x + (noise * self.noise_strength[...]).astype(x.dtype)
         return ops.bias_act(x, self.bias[...], "lrelu", clamp=self.conv_clamp)
 
 
@@ -225,17 +234,20 @@ class SynthesisBlock(nnx.Module):
         self.num_conv = 1 if in_channels == 0 else 2
         self.resample_filter = cfg.resample_filter
 
-    def __call__(self, x, img, ws, noise_mode: str, key):
-        """ws: [N, num_conv + 1, w_dim] (the torgb w is shared with the next block)."""
+    def __call__(self, x, img, ws, noise_mode: str, key, dtype=jnp.float32):
+        """ws: [N, num_conv + 1, w_dim] (the torgb w is shared with the next block).
+
+        x runs in ``dtype`` (the first block casts its const); img stays float32.
+        """
         keys = jax.random.split(key, 2) if key is not None else (None, None)
         if self.num_conv == 1:
             n = ws.shape[0]
-            x = jnp.broadcast_to(self.const[...][None], (n,) + self.const.shape)
+            x = jnp.broadcast_to(self.const[...].astype(dtype)[None], (n,) + self.const.shape)
             x = self.conv1(x, ws[:, 0], noise_mode, keys[1])
         else:
             x = self.conv0(x, ws[:, 0], noise_mode, keys[0])
             x = self.conv1(x, ws[:, 1], noise_mode, keys[1])
-        y = self.torgb(x, ws[:, self.num_conv])
+        y = self.torgb(x, ws[:, self.num_conv]).astype(jnp.float32)
         if img is None:
             return x, y
         return x, ops.upsample2d(img, ops.fir_taps(self.resample_filter)) + y
@@ -253,7 +265,8 @@ class Synthesis(nnx.Module):
             setattr(self, f"b{res}", SynthesisBlock(in_ch, out_ch, cfg, res, rngs=rngs))
             in_ch = out_ch
 
-    def __call__(self, ws, noise_mode: str = "const", key=None, resolution=None):
+    def __call__(self, ws, noise_mode: str = "const", key=None, resolution=None,
+                 dtype="float32"):
         if noise_mode not in NOISE_MODES:
             raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
         if noise_mode == "random" and key is None:
@@ -261,13 +274,18 @@ class Synthesis(nnx.Module):
         stop = self.block_resolutions[-1] if resolution is None else resolution
         if stop not in self.block_resolutions:
             raise ValueError(f"resolution must be one of {self.block_resolutions}, got {stop}")
+        dtype = jnp.dtype(dtype)
+        if dtype not in COMPUTE_DTYPES:
+            raise ValueError(f"dtype must be one of {[str(d) for d in COMPUTE_DTYPES]}, got "
+                             f"{dtype}")
         ws = ws.astype(jnp.float32)
         x = img = None
         w_idx = 0
         for res in self.block_resolutions:
             block = getattr(self, f"b{res}")
             k = jax.random.fold_in(key, res) if noise_mode == "random" else None
-            x, img = block(x, img, ws[:, w_idx:w_idx + block.num_conv + 1], noise_mode, k)
+            x, img = block(x, img, ws[:, w_idx:w_idx + block.num_conv + 1], noise_mode, k,
+                           dtype)
             w_idx += block.num_conv
             if res == stop:
                 break
@@ -308,7 +326,7 @@ def mapping(graphdef: nnx.GraphDef, state: nnx.State, z: jnp.ndarray,
 
 def synthesis(graphdef: nnx.GraphDef, state: nnx.State, ws: jnp.ndarray,
               noise_mode: str = "const", key: jax.Array | None = None,
-              resolution: int | None = None) -> jnp.ndarray:
+              resolution: int | None = None, dtype: str = "float32") -> jnp.ndarray:
     """ws [N, num_ws, w_dim] -> images [N, R, R, C] float32, about [-1, 1].
 
     Args:
@@ -316,12 +334,14 @@ def synthesis(graphdef: nnx.GraphDef, state: nnx.State, ws: jnp.ndarray,
         or 'none'. Static.
       resolution: stop early and return the skip RGB image at this block resolution
         (static); None renders the full resolution.
+      dtype: compute dtype of the feature maps and convolutions, 'float32' or 'bfloat16'
+        (static; see the module docstring for what stays float32).
     """
-    return nnx.merge(graphdef, state).synthesis(ws, noise_mode, key, resolution)
+    return nnx.merge(graphdef, state).synthesis(ws, noise_mode, key, resolution, dtype)
 
 
 _mapping_jit = jax.jit(mapping, static_argnums=0)
-_synthesis_jit = jax.jit(synthesis, static_argnums=(0, 3, 5))
+_synthesis_jit = jax.jit(synthesis, static_argnums=(0, 3, 5, 6))
 
 
 class Generator:
@@ -360,10 +380,10 @@ class Generator:
                             jnp.float32(truncation_psi), jnp.int32(cutoff))
 
     def synthesis(self, ws, noise_mode: str = "const", key: jax.Array | None = None,
-                  resolution: int | None = None) -> jax.Array:
-        """ws [N, num_ws, w_dim] -> images [N, R, R, C] (R = resolution or full)."""
+                  resolution: int | None = None, dtype: str = "float32") -> jax.Array:
+        """ws [N, num_ws, w_dim] -> images [N, R, R, C] float32 (R = resolution or full)."""
         return _synthesis_jit(self.graphdef, self.state, jnp.asarray(ws, jnp.float32),
-                              noise_mode, key, resolution)
+                              noise_mode, key, resolution, str(jnp.dtype(dtype)))
 
     def __call__(self, z, truncation_psi=1.0, truncation_cutoff=None,
                  noise_mode: str = "const", key: jax.Array | None = None) -> jax.Array:

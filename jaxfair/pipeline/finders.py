@@ -129,7 +129,7 @@ class SearchFinder:
         spu = self.config.searches_per_unit
         sub = jax.tree.map(lambda x: x[j * spu:(j + 1) * spu], state)
         u, search, _, _ = job.collect(sub, self.engine.space, self.config.search.duplicate_radius,
-                                      unit.size)
+                                      unit.size, self.engine.feature_radius)
         return u, search
 
     def _short_report(self, state, units, taken) -> str:

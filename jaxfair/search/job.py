@@ -47,6 +47,10 @@ def validate(sc: ml_collections.ConfigDict) -> None:
             raise ValueError(f"search.{name} must be >= 1, got {sc[name]}")
     if sc.duplicate_radius < 0:
         raise ValueError(f"search.duplicate_radius must be >= 0, got {sc.duplicate_radius}")
+    if sc.get("feature_radius", 0.0) < 0:
+        raise ValueError(f"search.feature_radius must be >= 0, got {sc.feature_radius}")
+    if sc.get("dtype", "float32") not in ("float32", "bfloat16"):
+        raise ValueError(f"search.dtype must be float32 or bfloat16, got {sc.dtype!r}")
     if sc.sigma_init <= 0:
         raise ValueError(f"search.sigma_init must be > 0, got {sc.sigma_init}")
 
@@ -65,12 +69,18 @@ def build_engine(config: ml_collections.ConfigDict, G, C) -> eng_lib.Engine:
         G, C, space, strategy, objective, num_searches=sc.num_searches,
         generations=sc.generations_per_chunk, psi=config.truncation_psi,
         noise_mode=config.noise_mode, score_resolution=sc.score_resolution or None,
-        archive_capacity=sc.archive_capacity, duplicate_radius=sc.duplicate_radius)
+        archive_capacity=sc.archive_capacity, duplicate_radius=sc.duplicate_radius,
+        # Configs written before these settings existed keep their meaning (off, float32).
+        feature_radius=sc.get("feature_radius", 0.0), dtype=sc.get("dtype", "float32"),
+        eval_batch=sc.get("eval_batch", 0))
 
 
-def collect(state: eng_lib.SearchState, space: spaces.Space, radius: float, limit: int
+def collect(state: eng_lib.SearchState, space: spaces.Space, radius: float, limit: int,
+            feature_radius: float = 0.0
             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Archived rows of all searches, de-duplicated across searches (host side).
+    """Archived rows of all searches, de-duplicated across searches (host side) with the
+    archive's rule: latents within ``radius`` or, when ``feature_radius > 0``, features
+    within ``feature_radius`` (archive.feature_distance) of an earlier kept row.
 
     Returns:
       (u [N, D], search [N], generation [N], masses [N, A]) in (generation, search) order,
@@ -82,12 +92,18 @@ def collect(state: eng_lib.SearchState, space: spaces.Space, radius: float, limi
     rows.sort()
     kept: list[tuple[int, int, int]] = []
     canon: list[np.ndarray] = []
+    units: list[np.ndarray] = []
     for g, s, i in rows:
         c = np.asarray(spaces.canonical(space, a.latents[s, i][None]))[0]
+        f = np.asarray(a.features[s, i], np.float64)
+        f = f / max(float(np.linalg.norm(f)), 1e-12)
         if any(np.sqrt(np.mean((c - k) ** 2)) <= radius for k in canon):
+            continue
+        if feature_radius > 0 and any(np.linalg.norm(f - k) <= feature_radius for k in units):
             continue
         kept.append((g, s, i))
         canon.append(c)
+        units.append(f)
         if len(kept) == limit:
             break
     if not kept:
@@ -146,7 +162,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, target_text: str,
         if archived >= sc.num_accepted:
             break
     u, search_idx, generation, masses = collect(state, engine.space, sc.duplicate_radius,
-                                                sc.num_accepted)
+                                                sc.num_accepted, engine.feature_radius)
     if len(u) == 0:
         raise TargetNotReached(_best_report(state, C.schema, target_text))
     return _write(config, workdir, target_text, engine, G, C, prior, state, u, search_idx,
@@ -194,7 +210,8 @@ def _write(config, workdir, target_text, engine, G, C, prior, state, u, search_i
             "generations": int(np.max(state.generation)),
             "full_resolution_agreement": float(np.mean(full_ok)),
             "score_resolution": engine.score_resolution or G.config.img_resolution,
-            "timing": timing, "space": engine.space.name, "strategy": config.search.strategy,
+            "dtype": engine.dtype, "timing": timing, "space": engine.space.name,
+            "strategy": config.search.strategy,
             "generator": config.generator, "classifier": config.classifier,
             "jaxfair_version": jaxfair.__version__, "config": json.loads(config.to_json())}
         with open(os.path.join(tmp, "summary.json"), "w") as f:

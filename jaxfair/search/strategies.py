@@ -100,45 +100,65 @@ class BranchingParams:
 class BranchingState:
     """Queue of pending candidates (FIFO), lineage table, and the batch being evaluated.
 
-    queue_*: [Q] (u: [Q, D]); lineages: roots [L, D], failures [L], alive [L];
-    pending_*: [P] lineage (-1: a root search from the prior) and parent distance.
+    queue_*: [Q] (u: [Q, D]); lineages: roots [L, D], failures [L], pops [L] (candidates
+    of the lineage evaluated so far, its root being pop 1), alive [L]; pending_lineage [P]
+    (-1: a root search from the prior).
     """
 
     queue_u: jax.Array
     queue_lineage: jax.Array
-    queue_parent_dist: jax.Array
     queue_order: jax.Array
     queue_valid: jax.Array
     roots: jax.Array
     failures: jax.Array
+    pops: jax.Array
     alive: jax.Array
     pending_lineage: jax.Array
-    pending_parent_dist: jax.Array
     serial: jax.Array
     roots_found: jax.Array
     dropped: jax.Array
 
 
 class Branching:
-    """The original method (youneednodataset) as a batched frontier.
+    """The original method (youneednodataset ``mutate_z`` / ``mutate_new``) as a batched
+    frontier.
 
-    Roots are found by rejection: a prior sample in the target group starts a lineage.
-    Every accepted candidate of a lineage that is farther from its root than its parent was
-    gets ``children`` mutants (z: ``+ N(0, 0.5^2)``; w/wplus: ``+ U(-0.3, 0.3)`` per element,
-    in W units); any other outcome counts a failure, and a lineage is dropped after
-    ``max_failures`` or when nothing of it is left in the queue. Each generation pops the P
+    Roots are found by rejection: a prior sample in the target group starts a lineage (pop
+    1). Every accepted candidate of a lineage gets ``children`` mutants (z:
+    ``+ N(0, 0.5^2)``; w/wplus: ``+ U(-0.3, 0.3)`` per element, in W units), each queued
+    only if it lies farther from the root than its parent (the original's
+    ``norm(temp - w) > norm(vec - w)``, checked before rendering, so no render is spent on a
+    child the original would not queue). A rejected candidate counts a failure; a lineage
+    is dropped after ``max_failures`` or when nothing of it is left in the queue. After
+    ``max_pops`` candidates of a lineage were evaluated, its accepted candidates spawn no
+    more children (the original's ``if count_iter < n_iterations``: 5,000 in W+, unlimited
+    in z); what is queued still runs, then the lineage ends. Each generation pops the P
     oldest queued candidates; free places are filled with prior samples (the root search).
     Queue overflow is counted in ``dropped``.
+
+    Departures from the original, which has no classifier-only analogue: it counts as a
+    failure a render in which no face is detected; here a failure is a rejected candidate.
+    Its z check uses raw Euclidean norms; here ``spaces.distance`` (z on its sphere, what
+    the mapping sees; the same ordering as raw norms in w/wplus).
+
+    Args:
+      max_pops: pops per lineage after which it stops branching; None: 5,000 in wplus,
+        unlimited (0) in z and w.
     """
 
     name = "branching"
 
     def __init__(self, space: spaces.Space, population_size: int, children: int = 3,
-                 max_failures: int = 20, queue_factor: int = 4):
+                 max_failures: int = 20, queue_factor: int = 4, max_pops: int | None = None):
+        if max_pops is None:
+            max_pops = 5000 if space.name == "wplus" else 0
+        if max_pops < 0:
+            raise ValueError(f"max_pops must be >= 0 (0: unlimited), got {max_pops}")
         self.space = space
         self.population_size = population_size
         self.children = children
         self.max_failures = max_failures
+        self.max_pops = max_pops
         self.queue_size = queue_factor * population_size
         self.num_lineages = population_size
         self.uniform = space.name != "z"
@@ -153,11 +173,10 @@ class Branching:
         q, p, d, lin = self.queue_size, self.population_size, u0.shape[-1], self.num_lineages
         state = BranchingState(
             queue_u=jnp.zeros((q, d), jnp.float32), queue_lineage=jnp.zeros((q,), jnp.int32),
-            queue_parent_dist=jnp.zeros((q,), jnp.float32),
             queue_order=jnp.zeros((q,), jnp.int32), queue_valid=jnp.zeros((q,), bool),
             roots=jnp.zeros((lin, d), jnp.float32), failures=jnp.zeros((lin,), jnp.int32),
-            alive=jnp.zeros((lin,), bool), pending_lineage=jnp.full((p,), -1, jnp.int32),
-            pending_parent_dist=jnp.zeros((p,), jnp.float32), serial=jnp.int32(0),
+            pops=jnp.zeros((lin,), jnp.int32), alive=jnp.zeros((lin,), bool),
+            pending_lineage=jnp.full((p,), -1, jnp.int32), serial=jnp.int32(0),
             roots_found=jnp.int32(0), dropped=jnp.int32(0))
         # The initial batch was a root search: its accepted samples become roots.
         return self.tell(key, u0, loss0, ok0, state, params)
@@ -170,19 +189,23 @@ class Branching:
         u = jnp.where(take[:, None], state.queue_u[idx], prior_u)
         state = state.replace(
             queue_valid=live.at[idx].set(live[idx] & ~take),  # dead lineages leave too
-            pending_lineage=jnp.where(take, state.queue_lineage[idx], -1),
-            pending_parent_dist=jnp.where(take, state.queue_parent_dist[idx], 0.0))
+            pending_lineage=jnp.where(take, state.queue_lineage[idx], -1))
         return u, state
 
     def tell(self, key, u, loss, ok, state, params):
-        n_lin = self.num_lineages
+        n_lin, p = self.num_lineages, u.shape[0]
         searching = state.pending_lineage < 0
         lin = jnp.maximum(state.pending_lineage, 0)
         member = ~searching & state.alive[lin]
-        dist = spaces.distance(self.space, u, state.roots[lin])
-        grow = member & ok & (dist > state.pending_parent_dist)
-        failures = state.failures.at[lin].add((member & ~grow).astype(jnp.int32))
+        # Pop number of each member within its lineage (batch order = queue order).
+        earlier = jnp.tril(jnp.ones((p, p), bool), k=-1)
+        same = earlier & (lin[:, None] == lin[None, :]) & member[None, :]
+        pop_no = state.pops[lin] + jnp.sum(same, axis=-1, dtype=jnp.int32) + 1
+        pops = state.pops.at[lin].add(member.astype(jnp.int32))
+        failures = state.failures.at[lin].add((member & ~ok).astype(jnp.int32))
         alive = state.alive & (failures < self.max_failures)
+        # Members of a lineage dropped just now do not branch: its slot may take a new root.
+        member_alive = member & alive[lin]
         # Forget the queued children of dropped lineages before their slots are reused.
         queue_valid = state.queue_valid & alive[state.queue_lineage]
         # New roots take free lineage slots in batch order.
@@ -194,18 +217,23 @@ class Branching:
         roots = state.roots.at[slot].set(u, mode="drop")
         alive = alive.at[slot].set(True, mode="drop")
         failures = failures.at[slot].set(0, mode="drop")
-        # Children of every growing candidate and of every new root.
-        spawn = grow | placed
+        pops = pops.at[slot].set(1, mode="drop")
+        # Who branches: new roots (pop 1) and accepted members before the pop limit.
+        limit = (pop_no < self.max_pops) if self.max_pops else jnp.ones((p,), bool)
+        spawn = placed | (member_alive & ok & limit)
         parent = jnp.where(placed, slot, lin)
-        parent_dist = jnp.where(placed, 0.0, dist)
+        root = jnp.where(placed[:, None], u, state.roots[lin])
         k = self.children
-        shape = (u.shape[0], k, u.shape[1])
+        shape = (p, k, u.shape[1])
         if self.uniform:
             noise = jax.random.uniform(key, shape, minval=-1.0, maxval=1.0)
         else:
             noise = jax.random.normal(key, shape)
-        kids = (u[:, None, :] + params.step * noise).reshape(-1, u.shape[1])
-        kid_spawn = jnp.repeat(spawn, k)
+        kids = u[:, None, :] + params.step * noise  # [P, k, D]
+        parent_dist = spaces.distance(self.space, u, root)  # 0 for a new root
+        farther = spaces.distance(self.space, kids, root[:, None, :]) > parent_dist[:, None]
+        kid_spawn = (spawn[:, None] & farther).reshape(-1)
+        kids = kids.reshape(-1, u.shape[1])
         free_q = jnp.argsort(queue_valid)
         qrank = jnp.cumsum(kid_spawn) - 1
         fits = kid_spawn & (qrank < jnp.sum(~queue_valid))
@@ -218,12 +246,10 @@ class Branching:
         return state.replace(
             queue_u=state.queue_u.at[qslot].set(kids, mode="drop"),
             queue_lineage=queue_lineage,
-            queue_parent_dist=state.queue_parent_dist.at[qslot].set(
-                jnp.repeat(parent_dist, k), mode="drop"),
             queue_order=state.queue_order.at[qslot].set(state.serial + qrank.astype(jnp.int32),
                                                         mode="drop"),
             queue_valid=queue_valid,
-            roots=roots, failures=failures, alive=alive,
+            roots=roots, failures=failures, pops=pops, alive=alive,
             serial=state.serial + jnp.sum(kid_spawn, dtype=jnp.int32),
             roots_found=state.roots_found + jnp.sum(placed, dtype=jnp.int32),
             dropped=state.dropped + jnp.sum(kid_spawn & ~fits, dtype=jnp.int32))

@@ -17,11 +17,18 @@ from jaxfair.search import STRATEGIES, job, spaces
 RAREST = "tone=dark,hair=long"  # 7 % x 30 % of the prior
 
 
-def search(demo_dirs, strategy, chunks=10):
+def search(demo_dirs, strategy, chunks=10, want=16):
+    """Accepted latents (distinct across searches) once ``want`` are archived or after
+    ``chunks`` chunks of 10 generations."""
     c = load_config()
     c.generator, c.classifier = demo_dirs
+    # The dataset's acceptance rule (config.threshold, 0.999, what the bulk job uses), not
+    # search.threshold (0.9): at 0.9, SimpleGA, PSO and Open_ES accept 8-12 % of faces whose
+    # ground truth is another group (the demo classifier agrees with the ground truth on
+    # 96-98 % of faces, and population strategies find its mistakes); README has both.
     c.search.update(dict(strategy=strategy, population_size=16, num_searches=2,
-                         generations_per_chunk=10, archive_capacity=32))
+                         generations_per_chunk=10, archive_capacity=32,
+                         threshold=c.threshold))
     G, C = jaxfair.load_generator(c.generator), jaxfair.load_classifier(c.classifier)
     engine = job.build_engine(c, G, C)
     prior = spaces.estimate_prior(G, jax.random.key(0))
@@ -31,24 +38,30 @@ def search(demo_dirs, strategy, chunks=10):
     state = engine.init(G.state, C.state, prior, targets, keys)
     for _ in range(chunks):
         state, _ = engine.run(G.state, C.state, prior, targets, keys, state)
-        if int(np.sum(state.archive.count)) >= 16:
+        if int(np.sum(state.archive.count)) >= want:
             break
     u, _, _, _ = job.collect(state, engine.space, c.search.duplicate_radius, 64)
     return u
 
 
-def check_ground_truth(u):
+def check_ground_truth(u, record_property):
     assert len(u) > 0, "no accepted candidates"
     labels = jax.device_get(labels_from_latent(u))
     right = (labels["tone"] == 2) & (labels["hair"] == 1)
+    # Kept in the JUnit report (--junitxml) for the README's per-strategy table.
+    record_property("accepted", len(u))
+    record_property("ground_truth_rate", round(float(right.mean()), 4))
     assert right.mean() >= 0.95, f"{right.mean():.2%} of {len(u)} accepted are {RAREST}"
 
 
-def test_default_strategy_finds_the_rarest_group(demo_dirs):
-    check_ground_truth(search(demo_dirs, "Sep_CMA_ES"))
+def test_default_strategy_finds_the_rarest_group(demo_dirs, record_property):
+    check_ground_truth(search(demo_dirs, "Sep_CMA_ES"), record_property)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("strategy", [s for s in STRATEGIES if s != "Sep_CMA_ES"])
-def test_every_strategy_finds_the_rarest_group(demo_dirs, strategy):
-    check_ground_truth(search(demo_dirs, strategy))
+def test_every_strategy_finds_the_rarest_group(demo_dirs, strategy, record_property):
+    # 48, not 16: with ~16 accepted one wrong face already fails the 95 % bar, and plain
+    # rejection's expected rate is the classifier's precision on prior samples (98.7 % at
+    # 0.999, measured on 20,480 samples), so 16 would test luck, not the strategy.
+    check_ground_truth(search(demo_dirs, strategy, chunks=30, want=48), record_property)

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from jaxfair import attributes
-from jaxfair.search import Engine, Objective, Space, build, estimate_prior
+from jaxfair.search import Engine, Objective, Space, build, estimate_prior, spaces
+from jaxfair.search import archive as arc_lib
 from jaxfair.search import engine as eng_lib
 
 TARGETS = ("tone=dark", "hair=long,glasses=yes")
@@ -113,3 +114,45 @@ def test_searches_shard_over_8_cpu_devices():
 def test_search_mesh_needs_divisible_searches():
     with pytest.raises(ValueError, match="multiple of the number of devices"):
         eng_lib.search_mesh(3, jax.devices() * 2)
+
+
+def test_feature_radius_archive_has_no_near_pairs_and_exact_counts(setup):
+    G, C, prior, keys = setup
+    space = Space.create("z", G.config)
+    # Both engines score at 8 px in float32: one compiled feature function serves both.
+    features = jax.jit(lambda g, c, p, u: make(G, C, 2, 1).score(g, c, p, u, None)[1])
+    f0 = features(G.state, C.state, prior, jax.random.normal(jax.random.key(4), (16, 16)))
+    d = np.asarray(arc_lib.feature_distance(f0, f0)) + 9 * np.eye(16)
+    # A radius at which about half of a prior batch has a feature-space near-duplicate.
+    radius = float(np.median(d.min(axis=1)))
+    eng = Engine.create(G, C, space, build("rejection", space, 8), Objective(threshold=0.4),
+                        num_searches=2, generations=3, score_resolution=8,
+                        archive_capacity=12, feature_radius=radius)
+    tg = targets("any", "any")  # every candidate is accepted: the archive sees them all
+    s = eng.init(G.state, C.state, prior, tg, keys)
+    s, _ = eng.run(G.state, C.state, prior, tg, keys, s)
+    a = jax.device_get(s.archive)
+    # Every accepted candidate is stored, counted as overflow, or counted as a duplicate.
+    assert (a.count + a.overflow + a.duplicates).tolist() == s.accepted.tolist() == [32, 32]
+    assert all(a.duplicates > 0) and all(a.overflow > 0)
+    for i in range(2):
+        n = int(a.count[i])
+        lat, feat = a.latents[i, :n], a.features[i, :n]
+        # Stored features are what the classifier says about the stored latents.
+        f = features(G.state, C.state, prior, jnp.asarray(a.latents[i]))[:n]
+        np.testing.assert_allclose(f, feat, rtol=1e-4, atol=1e-5)
+        off = ~np.eye(n, dtype=bool)
+        assert np.all(np.asarray(spaces.distance(space, lat[:, None], lat[None]))[off] > 0.05)
+        assert np.all(np.asarray(arc_lib.feature_distance(feat, feat))[off] > radius)
+
+
+def test_micro_batched_scoring_equals_the_whole_batch(setup):
+    G, C, prior, keys = setup
+    tg = targets(*TARGETS)
+    whole = make(G, C, 2, 1)
+    space = whole.space
+    micro = Engine.create(G, C, space, whole.strategy, whole.objective, num_searches=2,
+                          generations=1, score_resolution=8, archive_capacity=16,
+                          eval_batch=3)  # 16 candidates: 5 micro-batches + 1 padded
+    close(micro.init(G.state, C.state, prior, tg, keys),
+          whole.init(G.state, C.state, prior, tg, keys))

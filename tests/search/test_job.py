@@ -56,7 +56,10 @@ def test_unreachable_target_reports_best_probabilities(tiny_dirs, tmp_path):
 
 
 @pytest.mark.parametrize("key,value,match", [
-    ("space", "x", "unknown space"), ("population_size", 0, "population_size must be >= 1")])
+    ("space", "x", "unknown space"), ("population_size", 0, "population_size must be >= 1"),
+    ("feature_radius", -0.1, "feature_radius must be >= 0"),
+    ("dtype", "float16", "dtype must be float32 or bfloat16"),
+    ("eval_batch", -1, "eval_batch must be >= 0")])
 def test_bad_search_settings(tiny_G, tiny_C, key, value, match):
     c = config("g", "c", **{key: value})
     with pytest.raises(ValueError, match=match):

@@ -90,3 +90,81 @@ def test_archive_rejects_near_duplicates_and_counts_overflow():
     stored = np.asarray(a.latents)
     d = np.sqrt(((stored[:, None] - stored[None]) ** 2).mean(-1))
     assert np.all(d[~np.eye(8, dtype=bool)] > 0.1)
+
+
+def _reference_archive(batches, radius, feature_radius, capacity):
+    """The archive rule as a plain sequential loop: (stored rows, overflow, duplicates)."""
+    def lat(a, b):
+        return np.sqrt(np.mean((a - b) ** 2))
+
+    def feat(a, b):
+        return np.linalg.norm(a / np.linalg.norm(a) - b / np.linalg.norm(b))
+
+    def near(i, j):
+        return lat(i[0], j[0]) <= radius or feat(i[1], j[1]) <= feature_radius
+
+    stored, overflow, duplicates = [], 0, 0
+    for u, f, ok in batches:
+        rows = list(zip(u, f))
+        eligible = [bool(ok[i]) and not any(near(rows[i], s) for s in stored)
+                    for i in range(len(rows))]
+        for i, row in enumerate(rows):
+            new = eligible[i] and not any(eligible[j] and near(row, rows[j]) for j in range(i))
+            if not new:
+                duplicates += bool(ok[i])
+            elif len(stored) < capacity:
+                stored.append(row)
+            else:
+                overflow += 1
+    return stored, overflow, duplicates
+
+
+def test_archive_feature_radius_matches_a_sequential_reference():
+    # Latents and features fall in independent clusters, so some candidates are duplicates
+    # only in latent space, some only in feature space, some in both.
+    space = spaces.Space("w", 4, 4, 2)
+    rng = np.random.default_rng(1)
+    lat_c, feat_c = rng.normal(size=(6, 4)), np.abs(rng.normal(size=(12, 8)))
+    radius, feature_radius, capacity = 0.1, 0.05, 10
+    batches = []
+    for _ in range(3):
+        il, jf = rng.integers(0, 6, 12), rng.integers(0, 12, 12)
+        # Half of the rows sit tightly on their cluster centre, half are spread out.
+        u = lat_c[il] + np.where(rng.random((12, 1)) < 0.5, 0.02, 0.5) * rng.normal(
+            size=(12, 4))
+        f = feat_c[jf] * rng.uniform(0.5, 2.0, (12, 1)) + np.where(
+            rng.random((12, 1)) < 0.5, 0.01, 0.5) * rng.random((12, 8))
+        batches.append((u.astype(np.float32), f.astype(np.float32), rng.random(12) < 0.85))
+    insert = jax.jit(arc.insert, static_argnums=(1, 7, 9))
+    a = arc.empty(capacity, 4, 3, feature_dim=8)
+    for g, (u, f, ok) in enumerate(batches):
+        a = insert(a, space, jnp.asarray(u), jnp.asarray(ok), jnp.ones((12, 3)), jnp.zeros(12),
+                   jnp.int32(g), radius, jnp.asarray(f), feature_radius)
+    stored, overflow, duplicates = _reference_archive(batches, radius, feature_radius,
+                                                      capacity)
+    # Both kinds of duplicates occur, and the archive overflows: every branch is exercised.
+    only_latent = _reference_archive(batches, radius, 0.0, 10 ** 6)[2]
+    only_feature = _reference_archive(batches, 0.0, feature_radius, 10 ** 6)[2]
+    assert 0 < only_latent < duplicates and 0 < only_feature < duplicates and overflow > 0
+    assert (int(a.count), int(a.overflow), int(a.duplicates)) == (len(stored), overflow,
+                                                                  duplicates)
+    np.testing.assert_allclose(a.latents[:len(stored)], [s[0] for s in stored], rtol=1e-6)
+    np.testing.assert_allclose(a.features[:len(stored)], [s[1] for s in stored], rtol=1e-6)
+    # No stored pair is within either radius.
+    lat = np.asarray(a.latents)
+    d_lat = np.sqrt(((lat[:, None] - lat[None]) ** 2).mean(-1))
+    d_feat = np.asarray(arc.feature_distance(a.features, a.features))
+    off = ~np.eye(capacity, dtype=bool)
+    assert np.all(d_lat[off] > radius) and np.all(d_feat[off] > feature_radius)
+
+
+def test_feature_distance_is_the_chord_of_unit_vectors():
+    rng = np.random.default_rng(2)
+    a, b = rng.normal(size=(5, 16)), rng.normal(size=(3, 16))
+    ref = np.linalg.norm((a / np.linalg.norm(a, axis=1, keepdims=True))[:, None]
+                         - (b / np.linalg.norm(b, axis=1, keepdims=True))[None], axis=-1)
+    np.testing.assert_allclose(arc.feature_distance(jnp.asarray(a), jnp.asarray(b)), ref,
+                               atol=1e-5)
+    # Scale-free: a and 3a are the same direction (0 up to float32's ~5e-4 floor).
+    same = np.diag(np.asarray(arc.feature_distance(jnp.asarray(a), jnp.asarray(3 * a))))
+    assert np.all(same < 1e-3)

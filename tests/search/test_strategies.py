@@ -79,3 +79,50 @@ def test_branching_drops_lineages_after_max_failures_or_when_exhausted():
     assert int(st.failures[0]) >= s.max_failures
     queued = np.asarray(st.queue_lineage)[np.asarray(st.queue_valid)]
     assert sorted(queued.tolist()) == [2] + sorted([3, 4, 5, 6, 7] * 3)
+
+
+def _one_round(s, ok_root, ok_batch):
+    """init with roots where ok_root, one ask, one tell: (state after init, u, state)."""
+    params = s.make_params(spaces.Prior(jnp.zeros(8), jnp.float32(1.0)))
+    p, d = s.population_size, s.space.dim
+    u0 = jax.random.normal(jax.random.key(0), (p, d))
+    st0 = s.init(jax.random.key(1), u0, jnp.zeros(p), jnp.asarray(ok_root), params)
+    u, st = s.ask(jax.random.key(2), st0, u0 + 5.0, params)
+    return st0, u, s.tell(jax.random.key(3), u, jnp.zeros(p), jnp.asarray(ok_batch), st, params)
+
+
+def _queued(st, lineage):
+    mask = np.asarray(st.queue_valid) & (np.asarray(st.queue_lineage) == lineage)
+    return np.asarray(st.queue_u)[mask]
+
+
+def test_branching_wplus_stops_branching_after_max_pops():
+    assert strategies.Branching(WPLUS, 8).max_pops == 5000  # the original's W+ budget
+    assert strategies.Branching(Z, 8).max_pops == 0  # z: unlimited, as the original
+    root_only = [True, False, False, False]
+    # max_pops=2: the root (pop 1) branches; its 3 accepted children (pops 2-4) do not,
+    # so the lineage ends with nothing queued. Unlimited: the children branch.
+    _, u, st = _one_round(strategies.Branching(WPLUS, 4, max_pops=2), root_only, [True] * 4)
+    assert np.asarray(st.pending_lineage).tolist() == [0, 0, 0, -1]
+    assert int(st.pops[0]) == 4 and not bool(st.alive[0]) and len(_queued(st, 0)) == 0
+    _, _, st_inf = _one_round(strategies.Branching(WPLUS, 4, max_pops=0), root_only,
+                              [True] * 4)
+    assert bool(st_inf.alive[0]) and len(_queued(st_inf, 0)) > 3
+    # max_pops=3: only pop 2 (the first child) branches; every queued grandchild is its
+    # mutant, and farther from the root than it (checked before rendering).
+    s = strategies.Branching(WPLUS, 4, max_pops=3)
+    st0, u, st = _one_round(s, root_only, [True] * 4)
+    kids = _queued(st, 0)
+    root, parent = np.asarray(st0.roots[0]), np.asarray(u[0])
+    assert 0 < len(kids) <= 3 and len(kids) < len(_queued(st_inf, 0))
+    step = float(s.make_params(spaces.Prior(jnp.zeros(8), jnp.float32(1.0))).step)
+    assert np.all(np.abs(kids - parent) <= step + 1e-6)
+    dist = np.sqrt(np.mean((kids - root) ** 2, axis=-1))
+    assert np.all(dist > np.sqrt(np.mean((parent - root) ** 2)))
+
+
+def test_branching_counts_only_rejections_as_failures():
+    # A rejected child is a failure; accepted children are not (whatever their distance).
+    s = strategies.Branching(Z, 4)
+    _, _, st = _one_round(s, [True, False, False, False], [True, False, True, False])
+    assert int(st.failures[0]) == 1 and int(st.pops[0]) == 4
