@@ -2,8 +2,6 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import jax.numpy as jnp
 import numpy as np
@@ -87,18 +85,3 @@ def test_unknown_attribute_and_quota_errors(config, tmp_path):
     with pytest.raises(rejection.QuotaNotMet, match="groups short"):
         rejection.run(few, str(tmp_path / "b"), log=lambda s: None)
     assert not os.listdir(tmp_path)
-
-
-def test_main_job_entry_point(tmp_path):
-    out = tmp_path / "o"
-    r = subprocess.run([sys.executable, "-m", "jaxfair.generate",
-                        "--config=configs/demo.py:smoke", f"--workdir={out}"],
-                       cwd=ROOT, capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    with open(out / "summary.json") as f:
-        assert json.load(f)["num_images"] == 24
-    r = subprocess.run([sys.executable, "-m", "jaxfair.generate",
-                        "--config=configs/demo.py:smoke", f"--workdir={out}"],
-                       cwd=ROOT, capture_output=True, text=True)
-    errors = [line for line in r.stderr.splitlines() if "error:" in line]
-    assert r.returncode == 2 and len(errors) == 1 and "not empty" in errors[0]
