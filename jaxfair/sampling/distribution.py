@@ -9,8 +9,9 @@ Fit (``fit``):
   2. Encode: the MLP autoencoder of ``jaxfair.models.autoencoder`` trained with optax on
      reconstruction MSE (standardised W) + ``separation_weight`` x cross-entropy of a linear
      head that predicts the sample's group (combination of ``attributes``) from the code.
-  3. Model: one diagonal Gaussian mixture per group on the codes of its members, by EM in
-     JAX, vmapped over groups (``jaxfair.sampling.gmm``).
+  3. Model: one Gaussian mixture per group on the codes of its members (``covariance``
+     'diag', as published, or 'full'), by EM in JAX, vmapped over groups
+     (``jaxfair.sampling.gmm``).
   Saved as one jaxfair checkpoint (``DIR/meta.json`` + ``DIR/params``): the autoencoder,
   the stacked mixtures, and the labelled data (w, probabilities, group masses).
 
@@ -61,6 +62,9 @@ def validate(dc: ml_collections.ConfigDict, schema: attributes.Schema) -> None:
         raise ValueError(f"distribution.holdout must be in [0, num_samples), got {dc.holdout}")
     if not dc.attributes:
         raise ValueError("distribution.attributes must name at least one classifier attribute")
+    if dc.covariance not in gmmlib.COVARIANCES:
+        raise ValueError(f"distribution.covariance must be one of "
+                         f"{', '.join(gmmlib.COVARIANCES)}, got {dc.covariance!r}")
     for name in dc.attributes:
         schema.attribute(name)
 
@@ -215,7 +219,7 @@ def fit(config: ml_collections.ConfigDict, workdir: str,
     codes = jax.jit(ae.encode, static_argnums=0)(graphdef, state, jnp.asarray(w))
     gmms, ll = gmmlib.fit_groups_jit(jax.random.split(k_em, len(names)), codes,
                                      jnp.asarray(members, jnp.float32), dc.num_components,
-                                     dc.em_steps, dc.reg_covar)
+                                     dc.em_steps, dc.reg_covar, dc.covariance)
     ll = np.asarray(ll)
     record = {
         "groups": {n: {"members": int(c), "log_likelihood": round(float(ll[g, -1]), 4)}
@@ -226,7 +230,8 @@ def fit(config: ml_collections.ConfigDict, workdir: str,
     }
     meta = {"kind": KIND, "config": {
         "autoencoder": cfg.to_dict(), "groups": names, "num_combination_groups": num_combos,
-        "num_components": dc.num_components, "num_samples": dc.num_samples,
+        "num_components": dc.num_components, "covariance": dc.covariance,
+        "num_samples": dc.num_samples,
         "attributes": {a.name: a.size for a in C.schema.attributes}},
         "generator": config.generator, "classifier": config.classifier,
         "schema": C.schema.name, "threshold": dc.threshold,
@@ -259,7 +264,7 @@ class Fitted:
     ae_config: ae.AutoencoderConfig
     ae_graphdef: nnx.GraphDef
     ae_state: nnx.State
-    mixtures: gmmlib.DiagGMM  # stacked over groups
+    mixtures: gmmlib.GMM  # stacked over groups (DiagGMM or FullGMM)
     groups: tuple[str, ...]
 
 
@@ -274,15 +279,19 @@ def load(path: str) -> Fitted:
     graphdef, abstract = ae.abstract(cfg)
     g, k, d, n = len(mc["groups"]), mc["num_components"], cfg.code_dim, mc["num_samples"]
     f32 = jnp.float32
+    # Models fitted before full covariances existed carry no "covariance": they are diagonal.
+    full = mc.get("covariance", "diag") == "full"
+    mix_cls = gmmlib.FullGMM if full else gmmlib.DiagGMM
+    spread = {"covariances": jax.ShapeDtypeStruct((g, k, d, d), f32)} if full else \
+        {"variances": jax.ShapeDtypeStruct((g, k, d), f32)}
     target = {"autoencoder": nnx.to_pure_dict(abstract),
               "mixtures": {"weights": jax.ShapeDtypeStruct((g, k), f32),
-                           "means": jax.ShapeDtypeStruct((g, k, d), f32),
-                           "variances": jax.ShapeDtypeStruct((g, k, d), f32)},
+                           "means": jax.ShapeDtypeStruct((g, k, d), f32), **spread},
               "labels": {"w": jax.ShapeDtypeStruct((n, cfg.w_dim), f32),
                          "masses": jax.ShapeDtypeStruct((g, n), f32),
                          "probs": {a: jax.ShapeDtypeStruct((n, s), f32)
                                    for a, s in mc["attributes"].items()}}}
     _, params = checkpoints.load(path, target)
     nnx.replace_by_pure_dict(abstract, jax.tree.map(jnp.asarray, params["autoencoder"]))
-    mix = gmmlib.DiagGMM(**{k: jnp.asarray(v) for k, v in params["mixtures"].items()})
+    mix = mix_cls(**{k: jnp.asarray(v) for k, v in params["mixtures"].items()})
     return Fitted(meta, cfg, graphdef, abstract, mix, tuple(mc["groups"]))

@@ -1,6 +1,6 @@
 """The distribution method on the demo world: autoencoder, fit, draw, CLI errors."""
 
-import importlib.util
+import dataclasses
 import json
 import os
 import subprocess
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import jaxfair
-from jaxfair import attributes
+from jaxfair import attributes, checkpoints
 from jaxfair.models import autoencoder as ae
 from jaxfair.sampling import distribution, distribution_draw
 from jaxfair.sampling import gmm as gmmlib
@@ -61,31 +61,6 @@ def test_autoencoder_training_reduces_reconstruction_error():
     assert float(ce) < 0.69  # the head learned something about the labels
 
 
-def _config(**dist):
-    spec = importlib.util.spec_from_file_location("demo_cfg", os.path.join(ROOT, "configs",
-                                                                           "demo.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    c = mod.get_config()
-    c.generator = os.path.join(ROOT, c.generator)
-    c.classifier = os.path.join(ROOT, c.classifier)
-    c.distribution.update(dist)
-    return c
-
-
-# Small enough for CPU (labelling dominates), large enough for every tone x hair group.
-TINY = dict(num_samples=2560, batch_size=256, min_group_samples=16, ae_steps=1000,
-            holdout=256, num_components=2, em_steps=50, output_activation="linear")
-
-
-@pytest.fixture(scope="module")
-def fitted(tmp_path_factory):
-    config = _config(**TINY)
-    workdir = str(tmp_path_factory.mktemp("dist") / "model")
-    meta = distribution.fit(config, workdir, log=lambda s: None)
-    return config, workdir, meta
-
-
 @pytest.fixture(scope="module")
 def drawn(fitted):
     _, workdir, _ = fitted
@@ -96,11 +71,11 @@ def drawn(fitted):
     return out, summary
 
 
-def test_fit_records_groups_and_reconstruction(fitted):
+def test_fit_records_groups_and_reconstruction(fitted, tiny):
     config, workdir, meta = fitted
     groups = meta["fit"]["groups"]
     assert list(groups) == GROUPS + ["tone=dark"]
-    assert all(g["members"] >= TINY["min_group_samples"] for g in groups.values())
+    assert all(g["members"] >= tiny["min_group_samples"] for g in groups.values())
     # Dark is the union of dark-short and dark-long (disjoint at threshold > 0.5).
     assert groups["tone=dark"]["members"] >= (groups["tone=dark,hair=short"]["members"]
                                               + groups["tone=dark,hair=long"]["members"])
@@ -109,7 +84,7 @@ def test_fit_records_groups_and_reconstruction(fitted):
     assert meta["fit"]["head_accuracy"] > 0.8
     fitted_model = distribution.load(workdir)
     assert fitted_model.groups == tuple(groups)
-    assert fitted_model.mixtures.means.shape == (7, TINY["num_components"], 8)
+    assert fitted_model.mixtures.means.shape == (7, tiny["num_components"], 8)
 
 
 def test_verified_draw_is_pure_and_rerenders_into_its_group(fitted, drawn):
@@ -180,8 +155,8 @@ def test_parse_counts():
             distribution_draw.parse_counts(bad, schema, groups)
 
 
-def test_too_few_samples_says_found_and_needed(tmp_path):
-    config = _config(**{**TINY, "num_samples": 256, "holdout": 0, "min_group_samples": 40})
+def test_too_few_samples_says_found_and_needed(tmp_path, make_config, tiny):
+    config = make_config(**{**tiny, "num_samples": 256, "holdout": 0, "min_group_samples": 40})
     with pytest.raises(ValueError,
                        match=r"found .*tone=dark,hair=long: \d+;.* need 40 per group"):
         distribution.fit(config, str(tmp_path / "m"), log=lambda s: None)
@@ -209,3 +184,23 @@ def test_cli_errors_are_one_line_exit_2(fitted, tmp_path):
     assert "Traceback" not in r.stderr and not os.path.exists(tmp_path / "m")
     r = _cli("sample")
     assert r.returncode == 2 and "first argument must be one of fit, draw" in r.stderr
+
+
+def test_full_covariance_model_saves_and_loads(fitted, tmp_path):
+    """The fit's mixture step with covariance 'full', on the tiny fit's own codes and
+    members, saved like a fitted model: load gives the same FullGMMs back."""
+    _, workdir, meta = fitted
+    model = distribution.load(workdir)
+    _, params = checkpoints.load(workdir, None)
+    codes = jax.jit(ae.encode, static_argnums=0)(model.ae_graphdef, model.ae_state,
+                                                 jnp.asarray(params["labels"]["w"]))
+    members = jnp.asarray(params["labels"]["masses"] >= meta["threshold"], jnp.float32)
+    gmms, _ = gmmlib.fit_groups_jit(jax.random.split(jax.random.key(0), len(model.groups)),
+                                    codes, members, 2, 20, 1e-3, "full")
+    full_dir = str(tmp_path / "full")
+    checkpoints.save(full_dir, {**params, "mixtures": dataclasses.asdict(gmms)},
+                     {**meta, "config": {**meta["config"], "covariance": "full"}})
+    full = distribution.load(full_dir)
+    assert isinstance(full.mixtures, gmmlib.FullGMM)
+    assert full.mixtures.covariances.shape == (7, 2, 8, 8)
+    np.testing.assert_array_equal(full.mixtures.covariances, gmms.covariances)
