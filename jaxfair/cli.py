@@ -73,3 +73,14 @@ def run(main: Callable[..., None], prog: str, default_config: str | None = None)
 
     absl_logging.get_absl_handler().addFilter(_QuietLibraries())
     app.run(checked_main, flags_parser=parse)
+
+
+def run_command(main: Callable[[str, ml_collections.ConfigDict], None], prog: str,
+                commands: tuple[str, ...], example: str, default_config: str) -> None:
+    """``run`` for entry points whose first argument names a subcommand (``python -m
+    jaxfair.sample fit ...``): ``main(command, config)``; an unknown or missing command is
+    one line naming the valid ones, exit status 2."""
+    if len(sys.argv) < 2 or sys.argv[1] not in commands:
+        fail(prog, f"first argument must be one of {', '.join(commands)}, e.g. {example}")
+    command = sys.argv.pop(1)
+    run(lambda config: main(command, config), prog, default_config=default_config)

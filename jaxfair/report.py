@@ -14,8 +14,6 @@ an index.html with everything inline (jaxfair.eval.dataset_report). Settings:
 
 from __future__ import annotations
 
-import sys
-
 from absl import flags, logging
 
 from jaxfair import cli
@@ -63,8 +61,6 @@ def main(command: str, config) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
-        cli.fail(PROG, f"first argument must be one of {', '.join(COMMANDS)}, e.g. "
-                 "python -m jaxfair.report audit --config=configs/demo.py --num=5000")
-    _command = sys.argv.pop(1)
-    cli.run(lambda config: main(_command, config), PROG, default_config="configs/demo.py")
+    cli.run_command(main, PROG, COMMANDS,
+                    "python -m jaxfair.report audit --config=configs/demo.py --num=5000",
+                    default_config="configs/demo.py")

@@ -18,8 +18,6 @@ nothing written.
 
 from __future__ import annotations
 
-import sys
-
 from absl import flags, logging
 
 from jaxfair import cli
@@ -99,8 +97,5 @@ def main(command: str, config) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
-        cli.fail(PROG, f"first argument must be one of {', '.join(COMMANDS)}, e.g. "
-                 "python -m jaxfair.sample fit --config=configs/demo.py")
-    _command = sys.argv.pop(1)
-    cli.run(lambda config: main(_command, config), PROG, default_config="configs/demo.py")
+    cli.run_command(main, PROG, COMMANDS, "python -m jaxfair.sample fit --config=configs/demo.py",
+                    default_config="configs/demo.py")

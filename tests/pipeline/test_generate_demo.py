@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 
+import demo_config
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -27,14 +28,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 SMOKE = "configs/demo.py:smoke"
 
 
-def load_config(variant=None):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("demo_cfg",
-                                                  os.path.join(ROOT, "configs", "demo.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.get_config(variant)
+load_config = demo_config.load
 
 
 @contextlib.contextmanager

@@ -6,6 +6,7 @@ checkpoints/demo); tests that need them are skipped when they are absent.
 
 import os
 
+import demo_config
 import jax
 import pytest
 from flax import nnx
@@ -63,11 +64,4 @@ def demo_dirs():
     return g, c
 
 
-def load_config(variant=None):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("demo_cfg",
-                                                  os.path.join(ROOT, "configs", "demo.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.get_config(variant)
+load_config = demo_config.load
