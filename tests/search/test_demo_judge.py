@@ -7,7 +7,7 @@ candidates can be checked against the world itself, not only against the classif
 import jax
 import numpy as np
 import pytest
-from conftest import load_config
+from demo_config import load as load_config
 
 import jaxfair
 from jaxfair import attributes

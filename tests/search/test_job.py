@@ -8,7 +8,8 @@ import sys
 import jax
 import numpy as np
 import pytest
-from conftest import ROOT, load_config
+from demo_config import ROOT
+from demo_config import load as load_config
 
 import jaxfair
 from jaxfair import attributes
