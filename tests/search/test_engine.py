@@ -79,7 +79,7 @@ def test_vmapped_searches_equal_separate_searches(setup):
 
 SHARDED = r"""
 import jax, numpy as np
-import sys; sys.path.insert(0, "tests/search")
+import sys; sys.path[:0] = ["tests/search", "tests"]
 from conftest import tiny_generator, tiny_classifier
 from test_engine import make, targets
 from jaxfair.search import estimate_prior, engine as E
