@@ -10,7 +10,8 @@ group, and saves them to the workdir (``config.distribution``; see
 jaxfair.sampling.distribution). ``draw`` samples each group of ``--counts`` from its
 mixture, decodes and renders; ``--verify`` keeps only samples the classifier puts in the
 group. ``hybrid`` runs the search of ``config.search`` plain and started from each group's
-mixture, same budget (jaxfair.sampling.hybrid). ``evaluate`` measures purity (classifier
+mixture (with sigma_init, and with the mixture's spread), same budget
+(jaxfair.sampling.hybrid). ``evaluate`` measures purity (classifier
 and ground truth), samples/s and distinct share on the demo world, beside the search
 engine (jaxfair.sampling.distribution_eval). Bad input: one line on stderr, exit status 2,
 nothing written.
@@ -62,7 +63,7 @@ def _print_evaluate(summary: dict, out: str) -> None:
         u, v = arms["unverified"], arms["verified"]
         searches = "; ".join(f"{a} truth {arms[a].get('ground_truth_purity')}, "
                              f"{arms[a]['accepted_per_s']} accepted/s"
-                             for a in ("search", "hybrid") if a in arms)
+                             for a in ("search", *hybrid.ARMS[1:]) if a in arms)
         print(f"{name}: unverified purity {u['classifier_purity']:.3f} (classifier) "
               f"{u['ground_truth_purity']:.3f} (truth), verified truth "
               f"{v['ground_truth_purity']:.3f}; {searches}")

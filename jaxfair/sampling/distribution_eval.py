@@ -13,8 +13,9 @@
   the steady state; on the first ``eval_samples`` distinct accepted latents, purity by the
   classifier on full-resolution renders (the acceptance itself when the search scores at
   full resolution) and by ground truth; distinct share of all accepted candidates.
-  Outside space z the same numbers for *hybrid*, the same search started from the group's
-  mixture (same engine, keys and budget).
+  Outside space z the same numbers for *start_only* and *hybrid*, the same search started
+  from the group's mixture, with ``search.sigma_init`` or with the mixture component's
+  spread (``hybrid.ARMS``; same engine, keys and budget).
 
 Ground truth (``ground_truth``): exact for z latents at truncation psi 1; a w (every draw
 of the distribution method, a W-space search result, or a truncated z's w) gets the label
@@ -93,10 +94,11 @@ def draw_numbers(s: distribution_draw.Sampler, names: list[str], count: int, ver
 
 def search_numbers(config: ml_collections.ConfigDict, G, C, fitted, groups: list[str],
                    scale: np.ndarray, limit: int, log: Callable[[str], None]) -> dict:
-    """The search arms of ``run``: ``{group: {"search": row, "hybrid": row}}`` ('hybrid'
-    only outside space z), from one ``hybrid.compare`` (one engine, one compile)."""
+    """The search arms of ``run``: ``{group: {"search": row, "start_only": row,
+    "hybrid": row}}`` (the last two only outside space z), from one ``hybrid.compare``
+    (one engine, one compile)."""
     sc = config.search
-    arms = ("plain",) if sc.space == "z" else ("plain", "hybrid")
+    arms = ("plain",) if sc.space == "z" else hybrid.ARMS
     comp = hybrid.compare(config, G, C, fitted, [fitted.groups.index(n) for n in groups],
                           sc.max_generations, arms, log)
     out = {}

@@ -189,6 +189,12 @@ def sample(key: jax.Array, gmm: GMM, n: int) -> jax.Array:
     return gmm.means[comp] + jnp.sqrt(gmm.variances[comp]) * eps
 
 
+def component(gmm: GMM, k: int | jax.Array) -> GMM:
+    """Component k of one mixture, as a mixture of one (weight 1)."""
+    one = jax.tree.map(lambda a: a[k][None], gmm)
+    return one.replace(weights=jnp.ones_like(one.weights))
+
+
 def select(gmms: GMM, g: int | jax.Array) -> GMM:
     """Group g's mixture from mixtures stacked over groups."""
     return jax.tree.map(lambda a: a[g], gmms)

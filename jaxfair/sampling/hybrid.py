@@ -1,12 +1,22 @@
 """Hybrid: a group's fitted mixture starts the search engine inside the group.
 
 ``python -m jaxfair.sample hybrid`` runs, for each group, the search of ``config.search``
-twice on the same S searches, keys, population, chunk length and generation budget: *plain*
-(every search's initial batch u0 [P, D] sampled from the prior, as the engine does) and
-*hybrid* (u0 drawn from the group's mixture: codes -> decoder -> w -> the space's
-normalised coordinates). Everything after the initial batch is the unchanged engine:
-distribution strategies take the best candidate of u0 as their mean and keep
-``search.sigma_init`` as their spread; population-based ones start from the whole batch.
+on the same S searches, keys, population, chunk length and generation budget from three
+starts (``ARMS``):
+
+  plain       every search's initial batch u0 [P, D] from the prior, step size
+              ``search.sigma_init`` (the engine's own start);
+  start_only  each search draws one component of the group's mixture; u0 = P draws of it
+              (codes -> decoder -> w -> the space's normalised coordinates), step size
+              ``search.sigma_init``;
+  hybrid      the same u0, and the component's spread in those coordinates (per-dimension
+              std of 256 more decoded draws) as the strategy's initial spread
+              (``Engine.init(spread=...)``, see ``strategies.with_spread``).
+
+Everything else is the unchanged engine: distribution strategies take the best candidate of
+u0 as their mean; population-based ones start from the whole batch. For strategies without
+an adaptable spread (Open_ES, SimpleGA, DE, PSO, branching, rejection) hybrid is start_only
+and runs once.
 
 The mixtures live in W, so the search space must be 'w' or 'wplus' (every layer gets the
 same w). 'z' is refused: it would need a z with mapping(z) = w for every sampled w, and the
@@ -23,10 +33,10 @@ the distinct identities by the distribution method's yardstick (``distinct_ident
 w within ``distribution.duplicate_radius`` W standard deviations of an earlier one).
 
 Example:
-  u0 = initial_batch(key, fitted.ae_graphdef, fitted.ae_state,
-                     gmmlib.select(fitted.mixtures, g), prior, engine.space, 8, 16)  # [8, 16, D]
+  u0, spread = initial_batch(key, fitted.ae_graphdef, fitted.ae_state,
+                             gmmlib.select(fitted.mixtures, g), prior, engine.space, 8, 16)
   arms = run_arms(engine, G.state, C.state, prior, targets, keys, chunks,
-                  {"plain": prior_batch(...), "hybrid": u0})
+                  {"plain": (prior_batch(...), None), "hybrid": (u0, spread)})
 """
 
 from __future__ import annotations
@@ -61,17 +71,36 @@ def check_space(name: str) -> None:
                          "--config.search.space=w)")
 
 
-@functools.partial(jax.jit, static_argnums=(1, 5, 6, 7))
+@functools.partial(jax.jit, static_argnums=(1, 5, 6, 7, 8))
 def initial_batch(key: jax.Array, ae_graphdef: nnx.GraphDef, ae_state: nnx.State,
                   mixture: gmmlib.GMM, prior: spaces.Prior, space: spaces.Space,
-                  num_searches: int, population: int) -> jax.Array:
-    """u0 [S, P, space.dim]: S x P codes from one group's mixture, decoded to w, in the
-    space's coordinates (``u = (w - w_avg) / w_std``, repeated per layer in wplus)."""
+                  num_searches: int, population: int, spread_samples: int = 256
+                  ) -> tuple[jax.Array, jax.Array]:
+    """Each search's start from one group's mixture, in the space's coordinates
+    (``u = (w - w_avg) / w_std``, repeated per layer in wplus).
+
+    Every search draws one component k ~ weights of the mixture; its initial batch is P
+    codes from component k decoded to w, and its spread the per-dimension standard
+    deviation of ``spread_samples`` further decoded draws of k (the decoder is nonlinear:
+    the component's spread in W is measured, not pushed through). The strategy takes the
+    best of the batch as its mean (``Engine.init``), so mean and spread describe the same
+    component.
+
+    Returns:
+      (u0 [S, P, space.dim], spread [S, space.dim]).
+    """
     check_space(space.name)
-    codes = gmmlib.sample(key, mixture, num_searches * population)
-    u = (ae.decode(ae_graphdef, ae_state, codes) - prior.w_avg) / prior.w_std
-    u = jnp.tile(u, (1, space.dim // space.w_dim))
-    return u.reshape(num_searches, population, space.dim)
+    k_comp, k_draw = jax.random.split(key)
+    comps = jax.random.categorical(k_comp, jnp.log(mixture.weights), shape=(num_searches,))
+
+    def one(k, c):
+        codes = gmmlib.sample(k, gmmlib.component(mixture, c), population + spread_samples)
+        u = (ae.decode(ae_graphdef, ae_state, codes) - prior.w_avg) / prior.w_std
+        layers = space.dim // space.w_dim  # every layer of W+ gets the same w
+        return (jnp.tile(u[:population], (1, layers)),
+                jnp.tile(jnp.std(u[population:], axis=0), layers))
+
+    return jax.vmap(one)(jax.random.split(k_draw, num_searches), comps)
 
 
 @functools.partial(jax.jit, static_argnums=(1, 4, 5, 6))
@@ -105,19 +134,20 @@ class Arm:
 
 
 def run_arms(engine: eng_lib.Engine, g_state, c_state, prior: spaces.Prior, targets,
-             keys: jax.Array, chunks: int, starts: dict[str, jax.Array | None]
-             ) -> dict[str, Arm]:
-    """For every arm ``engine.init`` (from its u0, or the prior for None), then ``chunks``
-    calls of ``engine.run`` with no early stop, so every arm spends the same budget.
+             keys: jax.Array, chunks: int,
+             starts: dict[str, tuple[jax.Array | None, jax.Array | None]]) -> dict[str, Arm]:
+    """For every arm ``engine.init`` from its (u0, spread) (None: the prior batch,
+    ``search.sigma_init``), then ``chunks`` calls of ``engine.run`` with no early stop, so
+    every arm spends the same budget.
 
     Arms alternate chunk by chunk: on a shared machine they then see the same load, and
     their rates stay comparable. The host only copies metrics between chunks.
     """
     states, rows, init_s = {}, {}, {}
-    for name, u0 in starts.items():
+    for name, (u0, spread) in starts.items():
         t = time.perf_counter()
         states[name] = jax.block_until_ready(engine.init(g_state, c_state, prior, targets,
-                                                         keys, u0))
+                                                         keys, u0, spread))
         init_s[name] = time.perf_counter() - t
         rows[name] = [np.asarray(jax.device_get(states[name].accepted))[None]]
     first_s, steady_s = {}, dict.fromkeys(starts, 0.0)
@@ -240,6 +270,11 @@ def engine_config(config: ml_collections.ConfigDict, generations: int
     return cfg
 
 
+# Search starts compared: prior batch; the group's mixture with search.sigma_init; the
+# group's mixture and its spread (the mixture alone for strategies without a spread).
+ARMS = ("plain", "start_only", "hybrid")
+
+
 @dataclasses.dataclass(frozen=True)
 class Comparison:
     """Measured arms of every group (``compare``): the engine and prior they ran with, and
@@ -254,18 +289,25 @@ class Comparison:
 def compare(config: ml_collections.ConfigDict, G, C, fitted: distribution.Fitted,
             groups: list[int], generations: int, arms: tuple[str, ...],
             log: Callable[[str], None] = print) -> Comparison:
-    """Runs ``config.search`` for every group with each arm's initial batch: 'plain' (prior
-    samples) and/or 'hybrid' (the group's mixture; not in space 'z').
+    """Runs ``config.search`` for every group with each arm's start (``ARMS``): 'plain'
+    (prior samples, ``search.sigma_init``), 'start_only' (the group's mixture,
+    ``search.sigma_init``) and/or 'hybrid' (the group's mixture, and its spread where the
+    strategy adapts one); the last two not in space 'z'.
 
     One engine serves every group and arm: ``generations`` rounded up to whole chunks (at
     least two, the first one compiles), the same keys per group for every arm.
     """
     sc = config.search
-    if "hybrid" in arms:
+    if unknown := set(arms) - set(ARMS):
+        raise ValueError(f"unknown arms {sorted(unknown)}; choose from {', '.join(ARMS)}")
+    if set(arms) - {"plain"}:
         check_space(sc.space)
     chunks = max(-(-generations // sc.generations_per_chunk), 2)
     generations = chunks * sc.generations_per_chunk
     engine = job.build_engine(engine_config(config, generations), G, C)
+    if not engine.strategy.adapts_spread and {"start_only", "hybrid"} <= set(arms):
+        log(f"{engine.strategy.name} has no adaptable spread: hybrid = start_only, run once")
+        arms = tuple(a for a in arms if a != "start_only")
     key = jax.random.key(sc.seed)
     prior = spaces.estimate_prior(G, jax.random.fold_in(key, 1))
     g_state, c_state = G.state, C.state
@@ -283,14 +325,17 @@ def compare(config: ml_collections.ConfigDict, G, C, fitted: distribution.Fitted
         k_start = jax.random.fold_in(jax.random.fold_in(key, 3), g)
         starts = {}
         if "plain" in arms:
-            starts["plain"] = prior_batch(k_start, G.graphdef, G.state, prior, engine.space,
-                                          sc.num_searches, engine.population_size,
-                                          config.truncation_psi)
-        if "hybrid" in arms:
-            starts["hybrid"] = initial_batch(k_start, fitted.ae_graphdef, fitted.ae_state,
-                                             gmmlib.select(fitted.mixtures, g), prior,
-                                             engine.space, sc.num_searches,
-                                             engine.population_size)
+            starts["plain"] = (prior_batch(k_start, G.graphdef, G.state, prior, engine.space,
+                                           sc.num_searches, engine.population_size,
+                                           config.truncation_psi), None)
+        if set(arms) - {"plain"}:
+            u0, spread = initial_batch(k_start, fitted.ae_graphdef, fitted.ae_state,
+                                       gmmlib.select(fitted.mixtures, g), prior,
+                                       engine.space, sc.num_searches, engine.population_size)
+            if "start_only" in arms:
+                starts["start_only"] = (u0, None)
+            if "hybrid" in arms:
+                starts["hybrid"] = (u0, spread if engine.strategy.adapts_spread else None)
         if mesh is not None:
             targets, keys, starts = eng_lib.shard((targets, keys, starts), mesh)
         out[name] = run_arms(engine, g_state, c_state, prior, targets, keys, chunks, starts)
@@ -338,8 +383,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, out: str,
                          f"the autoencoder in {workdir} expects {fitted.ae_config.w_dim}")
     groups = select_groups(dc.groups, C.schema, fitted)
     scale = np.asarray(fitted.ae_state["w_std"][...])
-    comp = compare(config, G, C, fitted, groups, dc.hybrid_generations, ("plain", "hybrid"),
-                   log)
+    comp = compare(config, G, C, fitted, groups, dc.hybrid_generations, ARMS, log)
     report = {}
     for name, arms in comp.arms.items():
         report[name] = {}
@@ -355,7 +399,10 @@ def run(config: ml_collections.ConfigDict, workdir: str, out: str,
                      "num_searches": sc.num_searches, "population_size": sc.population_size,
                      "generations_per_chunk": sc.generations_per_chunk,
                      "threshold": sc.threshold, "accept_mode": sc.accept_mode,
-                     "sigma_init": sc.sigma_init, "prior_weight": sc.prior_weight,
+                     "sigma_init": sc.sigma_init,
+                     "hybrid_spread": "mixture component" if comp.engine.strategy.adapts_spread
+                     else f"search.sigma_init ({sc.strategy} adapts no spread)",
+                     "prior_weight": sc.prior_weight,
                      "novelty_weight": sc.novelty_weight,
                      "duplicate_radius": sc.duplicate_radius, "seed": sc.seed,
                      "identity_radius": dc.duplicate_radius,

@@ -225,12 +225,18 @@ class Engine:
     # Compiled entry points --------------------------------------------------------------
 
     @functools.partial(jax.jit, static_argnums=0)
-    def init(self, g_state, c_state, prior, targets, keys, u0=None) -> SearchState:
+    def init(self, g_state, c_state, prior, targets, keys, u0=None, spread=None
+             ) -> SearchState:
         """Evaluates one initial batch per search and starts the strategies and archives.
 
         ``u0`` [S, P, D] (search coordinates) replaces the prior batch, e.g. samples from a
         group's fitted distribution so that every search starts inside its group.
+        ``spread`` [S, D] replaces ``sigma_init`` by a per-dimension spread per search
+        (strategies with ``adapts_spread``; ValueError otherwise).
         """
+        if spread is not None and not self.strategy.adapts_spread:
+            raise ValueError(f"strategy {self.strategy.name} has no adaptable spread; use "
+                             "Sep_CMA_ES, CMA_ES, SNES or LM_MA_ES")
         s, a = self.num_searches, len(self.schema.attributes)
         params = self.strategy.make_params(prior)
         k_prior, k_init, _, k_noise = self._keys(keys, jnp.zeros((s,), jnp.int32))
@@ -239,6 +245,8 @@ class Engine:
                                                  k_noise[0], None)
         strat = jax.vmap(self.strategy.init, in_axes=(0, 0, 0, 0, None))(
             k_init, u, loss, ok, params)
+        if spread is not None:
+            strat = jax.vmap(self.strategy.with_spread)(strat, spread)
         empty = jax.vmap(lambda _: arc.empty(self.archive_capacity, self.space.dim, a,
                                              feats.shape[-1]))(jnp.arange(s))
         zero = jnp.zeros((s,), jnp.int32)

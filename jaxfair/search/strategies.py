@@ -7,10 +7,17 @@ Every strategy holds only fixed settings and offers pure methods on flax.struct 
   u, state = s.ask(key, state, prior_u [P, D], params)          # prior_u: fresh prior samples
   state = s.tell(key, u, loss [P], ok [P] bool, state, params)
   params = s.make_params(prior)                                 # arrays, a jit argument
+  state = s.with_spread(state, spread [D])  # only where s.adapts_spread: per-dim spread
 
 Distribution-based evosax algorithms start from the best candidate of the initial batch;
 population-based ones (SimpleGA, DE, PSO) from the whole evaluated batch. ``prior_u`` is
 used only by the baselines (XLA drops it otherwise); ``ok`` (accepted) only by branching.
+``with_spread`` replaces the initial step size ``sigma`` by a per-dimension spread (the
+hybrid start, ``jaxfair.sampling.hybrid``): Sep_CMA_ES and CMA_ES get step size rms(spread)
+and the diagonal covariance (spread / rms)^2, SNES its std vector = spread, LM_MA_ES (an
+isotropic step size with a learned low-rank shape) rms(spread). Open_ES (a fixed std
+schedule), the population-based algorithms (their spread is the population's) and the
+baselines have ``adapts_spread = False``.
 
 Registry (``STRATEGIES``, read-only): evosax Sep_CMA_ES (default), CMA_ES (z and w only),
 SNES, Open_ES, LM_MA_ES, SimpleGA, DE, PSO; ``branching`` (the original method as a frontier
@@ -38,12 +45,15 @@ from jaxfair.search import spaces
 class EvosaxStrategy:
     """An evosax algorithm behind the common init/ask/tell shape."""
 
-    def __init__(self, name: str, algo: Any, population_based: bool, params: Any):
+    def __init__(self, name: str, algo: Any, population_based: bool, params: Any,
+                 spread_setter: Callable[[Any, jax.Array], Any] | None = None):
         self.name = name
         self.algo = algo
         self.population_size = algo.population_size
         self.population_based = population_based
         self._params = params
+        self._spread_setter = spread_setter
+        self.adapts_spread = spread_setter is not None
 
     def make_params(self, prior: spaces.Prior) -> Any:
         del prior  # evosax works in normalised coordinates: nothing generator-specific
@@ -54,6 +64,12 @@ class EvosaxStrategy:
         if self.population_based:
             return self.algo.init(key, u0, loss0, params)
         return self.algo.init(key, u0[jnp.argmin(loss0)], params)
+
+    def with_spread(self, state, spread):
+        """``state`` (one search) with per-dimension spread [D] instead of sigma."""
+        if self._spread_setter is None:
+            raise ValueError(f"strategy {self.name} has no adaptable spread")
+        return self._spread_setter(state, spread)
 
     def ask(self, key, state, prior_u, params):
         del prior_u
@@ -74,6 +90,7 @@ class Rejection:
     """Plain sampling from the prior: every generation is a fresh prior batch."""
 
     name = "rejection"
+    adapts_spread = False
 
     def __init__(self, population_size: int):
         self.population_size = population_size
@@ -147,6 +164,7 @@ class Branching:
     """
 
     name = "branching"
+    adapts_spread = False
 
     def __init__(self, space: spaces.Space, population_size: int, children: int = 3,
                  max_failures: int = 20, queue_factor: int = 4, max_pops: int | None = None):
@@ -255,15 +273,38 @@ class Branching:
             dropped=state.dropped + jnp.sum(kid_spawn & ~fits, dtype=jnp.int32))
 
 
+def _rms(spread: jax.Array) -> jax.Array:
+    return jnp.sqrt(jnp.mean(jnp.square(spread)))
+
+
+def _diagonal_spread(state, spread):
+    """Step size rms(spread), covariance diag((spread / rms)^2): the samples' per-dimension
+    std is then ``spread`` (Sep_CMA_ES keeps C as [D], CMA_ES as [D, D] with its B, D)."""
+    std = _rms(spread)
+    shape = spread / std
+    if state.C.ndim == 1:
+        return state.replace(std=std, C=jnp.square(shape), D=shape)
+    return state.replace(std=std, C=jnp.diag(jnp.square(shape)), D=shape,
+                         B=jnp.eye(spread.shape[0], dtype=state.B.dtype))
+
+
+def _vector_spread(state, spread):
+    return state.replace(std=spread.astype(state.std.dtype))
+
+
+def _isotropic_spread(state, spread):
+    return state.replace(std=_rms(spread).astype(state.std.dtype))
+
+
 def _evosax(cls, population_based: bool, settings: Callable[[float, float], dict] | None = None,
-            std_param: bool = True):
+            std_param: bool = True, spread_setter: Callable[[Any, jax.Array], Any] | None = None):
     def build(space: spaces.Space, population_size: int, sigma: float, learning_rate: float):
         kw = settings(sigma, learning_rate) if settings else {}
         algo = cls(population_size=population_size, solution=jnp.zeros((space.dim,)), **kw)
         params = algo.default_params
         if std_param:
             params = params.replace(std_init=jnp.float32(sigma))
-        return EvosaxStrategy(cls.__name__, algo, population_based, params)
+        return EvosaxStrategy(cls.__name__, algo, population_based, params, spread_setter)
     return build
 
 
@@ -277,13 +318,13 @@ def _baseline(cls):
 
 
 STRATEGIES = types.MappingProxyType({
-    "Sep_CMA_ES": _evosax(ea.Sep_CMA_ES, False),
-    "CMA_ES": _evosax(ea.CMA_ES, False),
-    "SNES": _evosax(ea.SNES, False),
+    "Sep_CMA_ES": _evosax(ea.Sep_CMA_ES, False, spread_setter=_diagonal_spread),
+    "CMA_ES": _evosax(ea.CMA_ES, False, spread_setter=_diagonal_spread),
+    "SNES": _evosax(ea.SNES, False, spread_setter=_vector_spread),
     "Open_ES": _evosax(ea.Open_ES, False, lambda s, lr: {
         "std_schedule": optax.constant_schedule(s), "optimizer": optax.adam(lr)},
         std_param=False),
-    "LM_MA_ES": _evosax(ea.LM_MA_ES, False),
+    "LM_MA_ES": _evosax(ea.LM_MA_ES, False, spread_setter=_isotropic_spread),
     "SimpleGA": _evosax(ea.SimpleGA, True, lambda s, lr: {
         "std_schedule": optax.constant_schedule(s)}, std_param=False),
     "DE": _evosax(ea.DifferentialEvolution, True, std_param=False),

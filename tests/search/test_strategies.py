@@ -32,6 +32,43 @@ def test_every_strategy_builds_and_runs_a_step():
         s.tell(jax.random.key(3), u, jnp.sum(u ** 2, -1), jnp.ones(8, bool), st, params)
 
 
+@pytest.mark.parametrize("name", ["Sep_CMA_ES", "CMA_ES", "SNES", "LM_MA_ES"])
+def test_with_spread_sets_the_first_generation_spread(name):
+    """A per-dimension spread replaces sigma: the first asked population has that
+    per-dimension std (LM_MA_ES: an isotropic step size, so their rms), and the strategy
+    runs on from there."""
+    d = 8
+    spread = jnp.array([0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 0.3, 0.6])
+
+    def first_generation(pop):
+        s = strategies.build(name, spaces.Space("z", d, d, 4), pop, sigma=0.5)
+        assert s.adapts_spread
+        params = s.make_params(spaces.Prior(jnp.zeros(d), jnp.float32(1.0)))
+        u0 = jnp.zeros((pop, d)) + 3.0
+        st = s.with_spread(s.init(jax.random.key(1), u0, jnp.zeros(pop), None, params),
+                           spread)
+        u, st = s.ask(jax.random.key(2), st, u0, params)
+        return s, params, u, st
+
+    _, _, u, _ = first_generation(4096)  # 4,096 draws: ~1.1 % error per std
+    np.testing.assert_allclose(np.mean(np.asarray(u), axis=0), 3.0, atol=0.1)
+    rms = float(np.sqrt(np.mean(np.square(spread))))
+    want = np.full(d, rms) if name == "LM_MA_ES" else np.asarray(spread)
+    np.testing.assert_allclose(np.std(np.asarray(u), axis=0), want, rtol=0.06)
+    s, params, u, st = first_generation(16)  # (LM_MA_ES's M overflows at P = 4,096)
+    st = s.tell(jax.random.key(3), u, jnp.sum(u ** 2, -1), None, st, params)
+    assert all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(st)), name
+
+
+@pytest.mark.parametrize("name", ["Open_ES", "SimpleGA", "PSO", "branching", "rejection"])
+def test_strategies_without_a_spread_say_so(name):
+    s = strategies.build(name, Z, 8)
+    assert not s.adapts_spread
+    if isinstance(s, strategies.EvosaxStrategy):
+        with pytest.raises(ValueError, match=f"strategy {name} has no adaptable spread"):
+            s.with_spread(None, jnp.ones(8))
+
+
 def _branching_run(accept_fn, gens=30, pop=8):
     s = strategies.Branching(Z, pop)
     params = s.make_params(spaces.Prior(jnp.zeros(8), jnp.float32(1.0)))
