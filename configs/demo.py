@@ -9,8 +9,7 @@ work units of 10 identities, 6 units per compiled step.
 
 Variants: ``:smoke`` (2 identities per group, small populations), ``:variations`` (3
 extra images per identity along the demo's fitted W directions,
-checkpoints/demo/directions.npz), ``:unguided`` (plain prior samples for the old unguided
-job).
+checkpoints/demo/directions.npz).
 """
 
 import ml_collections
@@ -23,15 +22,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.classifier = "checkpoints/demo/classifier"
     c.workdir = "out/demo"
     c.attributes = ("tone", "hair")  # groups: every combination of their classes
-    c.per_group = 32
     # Target-class probability an image needs (every constrained attribute) to enter the
     # dataset. 0.999, not 0.9: the demo generator's class boundaries are soft, and a search
     # that walks into a group from a neighbouring one stops at its edge; at 0.9, 7 % of
     # the default dataset had another ground-truth group, at 0.999 (measured) see README.
     c.threshold = 0.999
-    c.max_samples = 200_000  # give up (with an error naming short groups) after this many
-    c.num_images = 64  # unguided only
-    c.batch_size = 256
     c.seed = 0
     c.truncation_psi = 1.0  # the demo generator is trained without truncation
     c.noise_mode = "const"
@@ -118,19 +113,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         near_duplicate_fraction=0.05,  # radius: this fraction of the mean pairwise distance
     ))
     if arg == "smoke":
-        c.per_group = 4
         c.identities_per_group = 2
         c.identities_per_unit = 1
         c.searches_per_unit = 1
         c.search.population_size = 8
         c.search.generations_per_chunk = 5
-        c.num_images = 8
-        c.batch_size = 64
     elif arg == "variations":
         c.variations = 3
         c.directions = "checkpoints/demo/directions.npz"
-    elif arg == "unguided":
-        c.method = "unguided"
     elif arg:
-        raise ValueError(f"unknown variant {arg!r}; use smoke, variations or unguided")
+        raise ValueError(f"unknown variant {arg!r}; use smoke or variations")
     return c

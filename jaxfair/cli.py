@@ -11,6 +11,8 @@ import logging
 import sys
 from collections.abc import Callable
 
+import jax
+import jax.numpy as jnp
 import ml_collections
 from absl import app, flags
 from absl import logging as absl_logging
@@ -24,6 +26,12 @@ class _QuietLibraries(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         return record.levelno >= logging.WARNING or not any(q in record.pathname
                                                              for q in _QUIET)
+
+
+def device_summary() -> str:
+    """The devices jax computes on, and its default float type, for a job's first log line."""
+    return ", ".join(f"{d.platform}:{d.id}" for d in jax.devices()) + \
+        f" (default float {jnp.zeros(()).dtype})"
 
 
 def fail(prog: str, msg: object) -> None:

@@ -21,7 +21,6 @@ from jaxfair.attributes import TargetError
 from jaxfair.checkpoints import CheckpointDirError
 from jaxfair.convert.torch_pickle import CheckpointError
 from jaxfair.eval import audit, dataset_report
-from jaxfair.sampling.unguided import device_summary
 
 PROG = "jaxfair.report"
 COMMANDS = ("audit", "dataset")
@@ -37,7 +36,7 @@ _GENERATOR = flags.DEFINE_string("generator", None, "dataset: generator checkpoi
 
 
 def main(command: str, config) -> None:
-    logging.info("devices: %s", device_summary())
+    logging.info("devices: %s", cli.device_summary())
     logging.info("config:\n%s", config)
     try:
         if command == "audit":

@@ -26,7 +26,6 @@ from jaxfair.attributes import TargetError
 from jaxfair.checkpoints import CheckpointDirError
 from jaxfair.convert.torch_pickle import CheckpointError
 from jaxfair.sampling import distribution, distribution_draw, distribution_eval, hybrid
-from jaxfair.sampling.unguided import device_summary
 
 PROG = "jaxfair.sample"
 COMMANDS = ("fit", "draw", "hybrid", "evaluate")
@@ -74,7 +73,7 @@ def main(command: str, config) -> None:
     dc = config.distribution
     workdir = _WORKDIR.value or dc.workdir
     out = _OUT.value or f"{workdir}/{command}"
-    logging.info("devices: %s", device_summary())
+    logging.info("devices: %s", cli.device_summary())
     logging.info("config:\n%s", config)
     try:
         if command == "fit":

@@ -1,8 +1,8 @@
 """Bias audit of a generator: how its unguided samples split over the classifier's classes.
 
-N latents are drawn from the prior with the convention of jaxfair.sampling.unguided and
-rejection (batch b: ``kz, kn = split(fold_in(key(seed), b))``, z ~ N(0, I) from kz, kn for
-random noise; same truncation and noise mode), rendered and classified on the device; only
+N latents are drawn from the prior with the convention of the render-and-classify step
+(jaxfair.sampling.rejection; batch b: ``kz, kn = split(fold_in(key(seed), b))``,
+z ~ N(0, I) from kz, kn for random noise; same truncation and noise mode), rendered and classified on the device; only
 the probabilities leave it. The report gives, per attribute and per combination of
 ``config.attributes`` (the groups a balanced dataset would have), the share of samples
 (argmax class) with a 95% Wilson interval.

@@ -1,1 +1,2 @@
-"""Latent sampling: unguided images from a generator (and, later, per-group samplers)."""
+"""Latent sampling: the render-and-classify step, and the distribution method (fit, draw,
+hybrid search starts, evaluation)."""

@@ -30,7 +30,9 @@ includes compilation), and the distinct accepted latents of all searches: every 
 candidate is archived (``engine_config``), then any within ``search.duplicate_radius`` of
 an earlier one (the archive's distance; by generation, then search) is a duplicate; and
 the distinct identities by the distribution method's yardstick (``distinct_identities``:
-w within ``distribution.duplicate_radius`` W standard deviations of an earlier one).
+w within ``distribution.duplicate_radius`` W standard deviations of an earlier one); the
+initial spread's rms, and how spread out the accepted faces are (``spread_of``: mean
+pairwise and median nearest-neighbour distance of their w, in W standard deviations).
 
 Example:
   u0, spread = initial_batch(key, fitted.ae_graphdef, fitted.ae_state,
@@ -56,6 +58,7 @@ from flax import nnx
 
 import jaxfair
 from jaxfair import atomic, attributes
+from jaxfair.eval import diversity
 from jaxfair.models import autoencoder as ae
 from jaxfair.sampling import distribution, distribution_draw
 from jaxfair.sampling import gmm as gmmlib
@@ -123,6 +126,7 @@ class Arm:
       steady_generations: generations in those chunks.
       init_seconds, first_chunk_seconds: the initial batch, the first chunk (compiles).
       state: the final engine state (archives).
+      spread_rms: mean over searches of the initial spread's rms (None: sigma_init).
     """
 
     accepted: np.ndarray
@@ -131,6 +135,7 @@ class Arm:
     init_seconds: float
     first_chunk_seconds: float
     state: eng_lib.SearchState
+    spread_rms: float | None = None
 
 
 def run_arms(engine: eng_lib.Engine, g_state, c_state, prior: spaces.Prior, targets,
@@ -164,7 +169,14 @@ def run_arms(engine: eng_lib.Engine, g_state, c_state, prior: spaces.Prior, targ
                 steady_s[name] += dt
     return {name: Arm(np.concatenate(rows[name]), steady_s[name],
                       (chunks - 1) * engine.generations, init_s[name], first_s[name],
-                      states[name]) for name in starts}
+                      states[name], _mean_rms(spread))
+            for name, (_, spread) in starts.items()}
+
+
+def _mean_rms(spread: jax.Array | None) -> float | None:
+    if spread is None:
+        return None
+    return float(np.mean(np.sqrt(np.mean(np.square(np.asarray(spread)), axis=-1))))
 
 
 def first_accept(accepted: np.ndarray) -> list[int | None]:
@@ -243,6 +255,19 @@ def summarise(arm: Arm, engine: eng_lib.Engine, radius: float) -> dict:
         "first_chunk_seconds": round(arm.first_chunk_seconds, 3),
         "steady_seconds": round(arm.steady_seconds, 3),
     }
+
+
+def spread_of(w: np.ndarray, scale: np.ndarray, limit: int = 1000) -> dict:
+    """How far apart accepted faces are: over the first ``limit`` w [N, (num_ws,) w_dim],
+    the mean pairwise and median nearest-neighbour rms distance in W standard deviations
+    (``scale`` [w_dim]); None below two."""
+    x = np.asarray(w[:limit], np.float64) / scale
+    x = x.reshape(len(x), int(np.prod(x.shape[1:])))
+    if len(x) < 2:
+        return {"n": len(x), "mean_pairwise": None, "median_nearest": None}
+    d = diversity.pairwise(x, "rms")
+    return {"n": len(x), "mean_pairwise": round(diversity.mean_pairwise(d), 4),
+            "median_nearest": round(float(np.median(diversity.nearest_neighbour(d))), 4)}
 
 
 def select_groups(text: str, schema: attributes.Schema, fitted: distribution.Fitted
@@ -390,8 +415,11 @@ def run(config: ml_collections.ConfigDict, workdir: str, out: str,
         for a, arm in arms.items():
             r = report[name][a] = summarise(arm, comp.engine, sc.duplicate_radius)
             _, w = accepted_w(arm, comp.engine, comp.prior, G, config.truncation_psi)
-            r["distinct_identities"] = int(np.sum(distribution_draw.novel_identities(
-                w, scale, dc.duplicate_radius)))
+            novel = distribution_draw.novel_identities(w, scale, dc.duplicate_radius)
+            r["distinct_identities"] = int(np.sum(novel))
+            r["initial_spread_rms"] = round(arm.spread_rms if arm.spread_rms is not None
+                                            else sc.sigma_init, 4)
+            r["spread_of_accepted"] = spread_of(w[novel], scale)
             log(f"{name} {a}: {r}")
     summary = {
         "groups": report, "model": workdir, "generations": comp.generations,

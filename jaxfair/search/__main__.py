@@ -18,7 +18,6 @@ from jaxfair import cli
 from jaxfair.attributes import TargetError
 from jaxfair.checkpoints import CheckpointDirError
 from jaxfair.convert.torch_pickle import CheckpointError
-from jaxfair.sampling.unguided import device_summary
 from jaxfair.search import job
 
 PROG = "jaxfair.search"
@@ -31,7 +30,7 @@ _TARGET = flags.DEFINE_string("target", None, "Target group, e.g. 'tone=dark,hai
 def main(config):
     workdir = _WORKDIR.value or config.workdir + "/search"
     target = _TARGET.value if _TARGET.value is not None else config.search.target
-    logging.info("devices: %s", device_summary())
+    logging.info("devices: %s", cli.device_summary())
     logging.info("config:\n%s", config)
     try:
         summary = job.run(config, workdir, target, log=logging.info)

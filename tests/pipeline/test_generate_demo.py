@@ -187,6 +187,9 @@ def test_changed_config_is_refused_unless_overwrite(smoke, env, tmp_path):
     (["--config.generator=/nonexistent/generator"], "/nonexistent/generator"),
     (["--config.variations=2", "--config.directions=tests/golden/sg2_tiny_reference.npz"],
      "cannot read directions file"),
+    (["--config.method=magic"], "unknown method 'magic'"),
+    (["--config.identities_per_group=abc"], "identities_per_group"),
+    (["--config=configs/missing.py"], "configs/missing.py"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(env, tmp_path, args, message):
     work = str(tmp_path / "ds")

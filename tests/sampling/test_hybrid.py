@@ -179,6 +179,11 @@ def test_hybrid_starts_inside_the_group_with_the_same_budget(evaluated, monkeypa
     # Sep_CMA_ES took the component's spread instead (its step size after the budget
     # differs from start_only's, which started at 0.5).
     start = summary["groups"][RARE]["start_only"]
+    assert plain["initial_spread_rms"] == start["initial_spread_rms"] == 0.5  # sigma_init
+    assert warm["initial_spread_rms"] != 0.5
+    d = warm["spread_of_accepted"]
+    assert d["n"] == min(warm["distinct_identities"], 1000)
+    assert 0 < d["median_nearest"] <= d["mean_pairwise"], d
     assert start["accepted_initial_batch"] == warm["accepted_initial_batch"]
     assert start["candidates"] == warm["candidates"]
     assert summary["settings"]["hybrid_spread"] == "mixture component"
@@ -207,7 +212,7 @@ def test_engine_init_takes_each_searchs_spread(fitted, evaluated):
     rms = np.sqrt(np.mean(np.square(np.asarray(spread)), axis=-1))
     np.testing.assert_allclose(st.std, rms, rtol=1e-6)
     np.testing.assert_allclose(st.C, np.square(np.asarray(spread) / rms[:, None]), rtol=1e-5)
-    assert 0.05 < rms.min() and rms.max() < 2  # a group's spread, in prior units
+    assert rms.min() > 0.05 and rms.max() < 2  # a group's spread, in prior units
     ga = dataclasses.replace(engine, strategy=strategies.build("SimpleGA", engine.space, 16))
     with pytest.raises(ValueError, match="strategy SimpleGA has no adaptable spread"):
         ga.init(G.state, C.state, prior, targets, keys, u0, spread)
