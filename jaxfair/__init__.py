@@ -1,10 +1,10 @@
 """jaxfair: demographically balanced synthetic faces from a biased StyleGAN2, in JAX."""
 
-from jaxfair.attributes import Schema, Target, enumerate_groups, parse_target
-from jaxfair.classifier import Classifier
-from jaxfair.loading import load_classifier, load_generator
+from jaxfair.io.loading import load_classifier, load_generator
+from jaxfair.judge.attributes import Schema, Target, enumerate_groups, parse_target
+from jaxfair.judge.classifier import Classifier
+from jaxfair.judge.preprocess import CropBox, Preprocess
 from jaxfair.models.stylegan2 import Generator, StyleGAN2Config
-from jaxfair.preprocess import CropBox, Preprocess
 
 __version__ = "0.1.0"
 

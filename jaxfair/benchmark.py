@@ -42,9 +42,10 @@ import numpy as np
 from absl import flags
 
 import jaxfair
-from jaxfair import attributes, cli
-from jaxfair import preprocess as pp
-from jaxfair.classifier import Classifier
+from jaxfair import cli
+from jaxfair.judge import attributes
+from jaxfair.judge import preprocess as pp
+from jaxfair.judge.classifier import Classifier
 from jaxfair.models import resnet
 from jaxfair.models import stylegan2 as sg
 from jaxfair.search import job, spaces, strategies

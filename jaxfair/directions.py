@@ -18,12 +18,13 @@ import numpy as np
 from absl import flags, logging
 
 import jaxfair
-from jaxfair import attributes, cli
-from jaxfair.attributes import TargetError
-from jaxfair.checkpoints import CheckpointDirError
+from jaxfair import cli
 from jaxfair.convert.torch_pickle import CheckpointError
+from jaxfair.io.checkpoints import CheckpointDirError
+from jaxfair.judge import attributes
+from jaxfair.judge import render as rejection
+from jaxfair.judge.attributes import TargetError
 from jaxfair.pipeline import variations as var_lib
-from jaxfair.sampling import rejection
 from jaxfair.search import spaces
 
 _OUT = flags.DEFINE_string("out", None, "Directions file to write (.npz).", required=True)

@@ -34,10 +34,11 @@ def main(config):
     if _DISTRIBUTED.value or _COORDINATOR.value:
         # Before anything touches a JAX backend (importing evosax does).
         distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
-    from jaxfair.attributes import TargetError
-    from jaxfair.checkpoints import CheckpointDirError
     from jaxfair.convert.torch_pickle import CheckpointError
-    from jaxfair.pipeline import finders, manifest
+    from jaxfair.dataset import manifest
+    from jaxfair.io.checkpoints import CheckpointDirError
+    from jaxfair.judge.attributes import TargetError
+    from jaxfair.pipeline import finders
     from jaxfair.pipeline import run as pipeline
 
     try:

@@ -7,13 +7,13 @@ r"""The distribution method: ``python -m jaxfair.sample fit|draw|hybrid|evaluate
 
 ``fit`` labels W with the classifier, trains the autoencoder and one Gaussian mixture per
 group, and saves them to the workdir (``config.distribution``; see
-jaxfair.sampling.distribution). ``draw`` samples each group of ``--counts`` from its
+jaxfair.distribution.fit). ``draw`` samples each group of ``--counts`` from its
 mixture, decodes and renders; ``--verify`` keeps only samples the classifier puts in the
 group. ``hybrid`` runs the search of ``config.search`` plain and started from each group's
 mixture (with sigma_init, and with the mixture's spread), same budget
-(jaxfair.sampling.hybrid). ``evaluate`` measures purity (classifier
+(jaxfair.lab.hybrid). ``evaluate`` measures purity (classifier
 and ground truth), samples/s and distinct share on the demo world, beside the search
-engine (jaxfair.sampling.distribution_eval). Bad input: one line on stderr, exit status 2,
+engine (jaxfair.lab.distribution_eval). Bad input: one line on stderr, exit status 2,
 nothing written.
 """
 
@@ -22,10 +22,12 @@ from __future__ import annotations
 from absl import flags, logging
 
 from jaxfair import cli
-from jaxfair.attributes import TargetError
-from jaxfair.checkpoints import CheckpointDirError
 from jaxfair.convert.torch_pickle import CheckpointError
-from jaxfair.sampling import distribution, distribution_draw, distribution_eval, hybrid
+from jaxfair.distribution import draw as distribution_draw
+from jaxfair.distribution import fit as distribution
+from jaxfair.io.checkpoints import CheckpointDirError
+from jaxfair.judge.attributes import TargetError
+from jaxfair.lab import distribution_eval, hybrid
 
 PROG = "jaxfair.sample"
 COMMANDS = ("fit", "draw", "hybrid", "evaluate")

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 from absl import flags, logging
 
-from jaxfair import checkpoints, cli
+from jaxfair import cli
 from jaxfair.convert import formats
 from jaxfair.convert.torch_pickle import CheckpointError
+from jaxfair.io import checkpoints
 
 _SRC = flags.DEFINE_string("src", None, "Source checkpoint file (.pkl, .pt), or up to three "
                            "comma-separated DeepFace .h5 files (race, gender, age).")

@@ -6,11 +6,12 @@ import dataclasses
 import os
 from collections.abc import Sequence
 
-from jaxfair import attributes, checkpoints
 from jaxfair.convert import keras_h5, torch_pickle
 from jaxfair.convert import stylegan2 as sg_import
 from jaxfair.convert import torchvision_resnet as tv_import
 from jaxfair.convert.torch_pickle import CheckpointError
+from jaxfair.io import checkpoints
+from jaxfair.judge import attributes
 
 CONVERTER_VERSION = "1"
 FORMATS = ("auto", "nvidia-pkl", "rosinality-pt", "torchvision-pt", "keras-h5")

@@ -22,8 +22,8 @@ import jax
 import numpy as np
 from flax import nnx
 
-from jaxfair.attributes import DEEPFACE_HEAD_SIZES
 from jaxfair.convert.torch_pickle import CheckpointError
+from jaxfair.judge.attributes import DEEPFACE_HEAD_SIZES
 from jaxfair.models import vggface
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"

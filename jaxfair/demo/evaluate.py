@@ -12,9 +12,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxfair import images as imlib
-from jaxfair.classifier import Classifier
 from jaxfair.demo import fit_generator, world
+from jaxfair.io import images as imlib
+from jaxfair.judge.classifier import Classifier
 from jaxfair.models.stylegan2 import Generator
 
 EVAL_SEED = 10_000  # training uses seeds 0, 1, ...

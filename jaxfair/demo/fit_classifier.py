@@ -17,9 +17,10 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from jaxfair import attributes
-from jaxfair import preprocess as pp
-from jaxfair.demo import loop, world
+from jaxfair import train_loop as loop
+from jaxfair.demo import world
+from jaxfair.judge import attributes
+from jaxfair.judge import preprocess as pp
 from jaxfair.models import resnet
 
 

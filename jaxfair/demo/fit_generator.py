@@ -25,7 +25,8 @@ import optax
 from flax import nnx
 from jax.scipy.special import betainc
 
-from jaxfair.demo import loop, world
+from jaxfair import train_loop as loop
+from jaxfair.demo import world
 from jaxfair.models import stylegan2 as sg
 from jaxfair.models import stylegan2_ops as ops
 
@@ -88,7 +89,7 @@ def estimate_w_avg(graphdef, state, key, z_dim: int, n: int = 8192) -> jnp.ndarr
 
 @jax.jit(static_argnums=0)
 def _pairs(graphdef, state, z):
-    from jaxfair import images as imlib
+    from jaxfair.io import images as imlib
 
     ws = sg.mapping(graphdef, state, z)
     got = imlib.to_uint8(sg.synthesis(graphdef, state, ws, noise_mode="none"))
@@ -97,7 +98,7 @@ def _pairs(graphdef, state, z):
 
 
 def _write_sheet(path: str, graphdef, state, key, z_dim: int) -> None:
-    from jaxfair import images as imlib
+    from jaxfair.io import images as imlib
 
     pairs = _pairs(graphdef, state, jax.random.normal(key, (32, z_dim)))
     with open(path, "wb") as f:

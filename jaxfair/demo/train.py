@@ -19,9 +19,10 @@ import jax
 from absl import flags, logging
 from flax import nnx
 
-from jaxfair import checkpoints, cli
-from jaxfair import preprocess as pp
+from jaxfair import cli
 from jaxfair.demo import fit_classifier, fit_generator
+from jaxfair.io import checkpoints
+from jaxfair.judge import preprocess as pp
 
 _OUT = flags.DEFINE_string("out", "checkpoints/demo", "Output directory.")
 _PART = flags.DEFINE_enum("part", "both", ["both", "generator", "classifier"], "What to train.")

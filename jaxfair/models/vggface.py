@@ -15,7 +15,7 @@ any subset of heads; heads whose backbones have identical weights share one back
 time (``VGGFaceConfig.head_backbone``), others keep their own.
 
 Input: 224x224 BGR in [0, 1] without mean subtraction (DeepFace ``analyze``; see
-``jaxfair.preprocess.Preprocess.deepface``), NHWC. Kernels keep Keras's HWIO layout and
+``jaxfair.judge.preprocess.Preprocess.deepface``), NHWC. Kernels keep Keras's HWIO layout and
 names (``kernel``, ``bias``); layers are named after the VGG-Face paper
 (``conv1_1`` ... ``conv5_3``, ``fc6``, ``fc7``), heads after their attribute.
 """

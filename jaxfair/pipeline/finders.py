@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from jaxfair import attributes
+from jaxfair.judge import attributes
 from jaxfair.pipeline.plan import Unit
 from jaxfair.search import engine as eng_lib
 from jaxfair.search import job, spaces
@@ -151,8 +151,8 @@ class DistributionFinder:
     """Verified draws from the fitted per-group mixtures (see module docstring)."""
 
     def __init__(self, config: ml_collections.ConfigDict, G, C, groups: list[str]):
-        from jaxfair.sampling import distribution_draw as dd  # only this method needs it
-        from jaxfair.sampling import gmm as gmmlib
+        from jaxfair.distribution import draw as dd  # only this method needs it
+        from jaxfair.distribution import gmm as gmmlib
 
         self._dd, self._gmm = dd, gmmlib
         dc = config.distribution

@@ -21,11 +21,14 @@ import ml_collections
 import numpy as np
 
 import jaxfair
-from jaxfair import attributes, checkpoints
-from jaxfair import images as imlib
-from jaxfair.pipeline import compute, distributed, finders, manifest, writer
+from jaxfair.dataset import manifest, writer
+from jaxfair.io import checkpoints
+from jaxfair.io import images as imlib
+from jaxfair.judge import attributes
+from jaxfair.pipeline import distributed, finders
 from jaxfair.pipeline import plan as plan_lib
 from jaxfair.pipeline import variations as var_lib
+from jaxfair.pipeline import worker as compute
 from jaxfair.pipeline.progress import Progress
 
 MAX_TOP_UP_ROUNDS = 5

@@ -1,2 +1,1 @@
-"""Latent sampling: the render-and-classify step, and the distribution method (fit, draw,
-hybrid search starts, evaluation)."""
+"""Latent sampling of the main job (the shared prior stream, group-restricted chains)."""

@@ -15,9 +15,9 @@ import sys
 from absl import flags, logging
 
 from jaxfair import cli
-from jaxfair.attributes import TargetError
-from jaxfair.checkpoints import CheckpointDirError
 from jaxfair.convert.torch_pickle import CheckpointError
+from jaxfair.io.checkpoints import CheckpointDirError
+from jaxfair.judge.attributes import TargetError
 from jaxfair.search import job
 
 PROG = "jaxfair.search"

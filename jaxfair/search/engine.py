@@ -36,8 +36,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxfair import attributes, classifier
-from jaxfair import preprocess as pp
+from jaxfair.judge import attributes, classifier
+from jaxfair.judge import preprocess as pp
 from jaxfair.models import stylegan2 as sg
 from jaxfair.search import archive as arc
 from jaxfair.search import objective as obj

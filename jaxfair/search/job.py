@@ -26,8 +26,9 @@ import ml_collections
 import numpy as np
 
 import jaxfair
-from jaxfair import atomic, attributes
-from jaxfair import images as imlib
+from jaxfair.io import atomic
+from jaxfair.io import images as imlib
+from jaxfair.judge import attributes
 from jaxfair.search import engine as eng_lib
 from jaxfair.search import objective as obj
 from jaxfair.search import spaces, strategies

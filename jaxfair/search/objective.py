@@ -24,7 +24,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from jaxfair import attributes
+from jaxfair.judge import attributes
 
 MODES = ("threshold", "argmax")
 

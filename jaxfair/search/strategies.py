@@ -13,7 +13,7 @@ Distribution-based evosax algorithms start from the best candidate of the initia
 population-based ones (SimpleGA, DE, PSO) from the whole evaluated batch. ``prior_u`` is
 used only by the baselines (XLA drops it otherwise); ``ok`` (accepted) only by branching.
 ``with_spread`` replaces the initial step size ``sigma`` by a per-dimension spread (the
-hybrid start, ``jaxfair.sampling.hybrid``): Sep_CMA_ES and CMA_ES get step size rms(spread)
+hybrid start, ``jaxfair.lab.hybrid``): Sep_CMA_ES and CMA_ES get step size rms(spread)
 and the diagonal covariance (spread / rms)^2, SNES its std vector = spread, LM_MA_ES (an
 isotropic step size with a learned low-rank shape) rms(spread). Open_ES (a fixed std
 schedule), the population-based algorithms (their spread is the population's) and the

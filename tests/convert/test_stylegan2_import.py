@@ -9,10 +9,10 @@ import torch_writer
 from rosinality import to_rosinality
 
 import jaxfair
-from jaxfair import checkpoints
 from jaxfair.convert import formats, torch_pickle
 from jaxfair.convert import stylegan2 as sg_import
 from jaxfair.convert.torch_pickle import CheckpointError
+from jaxfair.io import checkpoints
 
 
 @pytest.fixture(autouse=True)

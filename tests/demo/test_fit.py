@@ -4,8 +4,8 @@ import jax
 import numpy as np
 import pytest
 
-from jaxfair import attributes
 from jaxfair.demo import fit_classifier, fit_generator, world
+from jaxfair.judge import attributes
 
 
 @pytest.fixture(scope="module")

@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 
 from jaxfair.demo import fit_generator, world
+from jaxfair.judge import render as rejection
 from jaxfair.pipeline import run as pipeline
-from jaxfair.sampling import rejection
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SMOKE = "configs/demo.py:smoke"
@@ -227,7 +227,7 @@ def test_demo_default_acceptance(demo_default):
     with in_root():
         cfg = load_config()
         import jaxfair
-        from jaxfair import attributes
+        from jaxfair.judge import attributes
 
         G, C = jaxfair.load_generator(cfg.generator), jaxfair.load_classifier(cfg.classifier)
         rare = attributes.stack_targets([attributes.parse_target("tone=dark,hair=long",

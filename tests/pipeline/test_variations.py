@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxfair import attributes
+from jaxfair.judge import attributes
 from jaxfair.pipeline import variations as var
 from jaxfair.search import objective as obj
 from jaxfair.search import spaces

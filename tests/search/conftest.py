@@ -11,9 +11,10 @@ import jax
 import pytest
 from flax import nnx
 
-from jaxfair import attributes, checkpoints
-from jaxfair import preprocess as pp
-from jaxfair.classifier import Classifier
+from jaxfair.io import checkpoints
+from jaxfair.judge import attributes
+from jaxfair.judge import preprocess as pp
+from jaxfair.judge.classifier import Classifier
 from jaxfair.models import resnet
 from jaxfair.models import stylegan2 as sg
 

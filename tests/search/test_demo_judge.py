@@ -10,8 +10,8 @@ import pytest
 from demo_config import load as load_config
 
 import jaxfair
-from jaxfair import attributes
 from jaxfair.demo.fit_generator import labels_from_latent
+from jaxfair.judge import attributes
 from jaxfair.search import STRATEGIES, job, spaces
 
 RAREST = "tone=dark,hair=long"  # 7 % x 30 % of the prior

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxfair import attributes
+from jaxfair.judge import attributes
 from jaxfair.search import Engine, Objective, Space, build, estimate_prior, spaces
 from jaxfair.search import archive as arc_lib
 from jaxfair.search import engine as eng_lib

@@ -12,7 +12,7 @@ from demo_config import ROOT
 from demo_config import load as load_config
 
 import jaxfair
-from jaxfair import attributes
+from jaxfair.judge import attributes
 from jaxfair.search import job
 
 

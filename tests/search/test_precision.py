@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 import jaxfair
-from jaxfair import attributes, classifier
-from jaxfair import preprocess as pp
+from jaxfair.judge import attributes, classifier
+from jaxfair.judge import preprocess as pp
 from jaxfair.models import resnet, vggface
 from jaxfair.search import Engine, Objective, Space, build, estimate_prior
 from jaxfair.search import objective as obj

@@ -1,0 +1,1 @@
+"""The dataset on disk: shard writer, manifest (plan.json, manifest.json), reader."""

@@ -1,0 +1,1 @@
+"""The distribution method (Rahimi et al.): label W, autoencoder, per-group GMM, draws."""

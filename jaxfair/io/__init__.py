@@ -1,0 +1,1 @@
+"""Files in and out: checkpoints (the only orbax user), loading, atomic writes, image encoding."""

@@ -1,0 +1,153 @@
+"""Computing one step of work units: find, full-resolution render, variations, records.
+
+``Worker`` holds what every step shares (models, finder, prior, compiled functions);
+``Worker.step(units)`` returns one ``UnitOutput`` per unit, each a pure function of
+(config, weights, unit id):
+
+  find       the unit's identities (finders.py: the fused search or a fitted distribution);
+  render     at full resolution, classified again (fixed batch, padded: one trace);
+  variations K images per identity along the directions file (see variations.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import ml_collections
+import numpy as np
+
+from jaxfair.io import images as imlib
+from jaxfair.judge import attributes
+from jaxfair.judge.classifier import predict as classifier_predict
+from jaxfair.models import stylegan2 as sg
+from jaxfair.pipeline import finders
+from jaxfair.pipeline import variations as var_lib
+from jaxfair.pipeline.plan import Unit
+from jaxfair.search import objective as obj
+
+
+@dataclasses.dataclass
+class UnitOutput:
+    """Everything a unit writes (host arrays), rows in record order.
+
+    Attributes:
+      unit: the unit.
+      records: one dict per image (see writer.py for the fields).
+      latents: [n, w_dim] or [n, num_ws, w_dim] float32.
+      images: [n, H, W, 3] uint8.
+      z: [n, z_dim] the identity's z per row (space z only) or None.
+      stats: counts (candidates, generations, variations_rejected, score_disagreements).
+    """
+
+    unit: Unit
+    records: list[dict]
+    latents: np.ndarray
+    images: np.ndarray
+    z: np.ndarray | None
+    stats: dict[str, int]
+
+
+class Worker:
+    """Shared state of every step of a run (models, finder, prior, compiled functions)."""
+
+    def __init__(self, config: ml_collections.ConfigDict, G, C, groups: list[str],
+                 finder: finders.Finder, directions: var_lib.Directions | None):
+        self.config, self.G, self.C = config, G, C
+        self.finder = finder
+        self.targets = [attributes.parse_target(g, C.schema) for g in groups]
+        self.groups = groups
+        self.prior = finder.prior
+        self.objective = obj.Objective(threshold=config.threshold,
+                                       mode=config.search.accept_mode)
+        self.var_root = jax.random.fold_in(jax.random.key(config.seed),
+                                           finders.VARIATIONS_STREAM)
+        self.directions = directions
+        self._render = _render_fn(G, C, config.noise_mode)
+
+    # Render and records ---------------------------------------------------------------
+
+    def render(self, ws: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """ws [N, num_ws, w_dim] -> (probabilities {attr: [N, K]}, uint8 images), batched."""
+        b = self.config.render_batch
+        probs, imgs = [], []
+        for i in range(0, len(ws), b):
+            chunk = ws[i:i + b]
+            pad = np.zeros((b - len(chunk), *ws.shape[1:]), np.float32)
+            p, im = self._render(self.G.state, self.C.state, np.concatenate([chunk, pad]))
+            p, im = jax.device_get((p, im))
+            probs.append({k: v[:len(chunk)] for k, v in p.items()})
+            imgs.append(im[:len(chunk)])
+        return ({k: np.concatenate([p[k] for p in probs]) for k in probs[0]},
+                np.concatenate(imgs))
+
+    def step(self, units: list[Unit]) -> list[UnitOutput]:
+        """Computes the outputs of a step of units (see module docstring)."""
+        found = self.finder.find(units)
+        ws = np.concatenate([f.ws for f in found])
+        probs, imgs = self.render(ws)
+        outputs, start = [], 0
+        for unit, f in zip(units, found):
+            rows = slice(start, start + len(f.ws))
+            start += len(f.ws)
+            out = self._unit_output(unit, f, {k: v[rows] for k, v in probs.items()},
+                                    imgs[rows])
+            out.stats.update(f.stats)
+            outputs.append(out)
+        return outputs
+
+    def _unit_output(self, unit: Unit, found: finders.Found, probs, imgs) -> UnitOutput:
+        target, ws = self.targets[unit.group], found.ws
+        ok = np.asarray(obj.accepted(self.objective, probs, target))
+        rows_ws, rows_img, rows_probs, ident, variation = [ws], [imgs], [probs], \
+            [np.arange(len(ws))], [np.zeros(len(ws), int)]
+        rejected = missing = 0
+        k = self.config.variations
+        if k:
+            v = var_lib.generate(self.directions, self.prior, ws, k,
+                                 self.config.variation_tries,
+                                 jax.random.fold_in(self.var_root, unit.id),
+                                 lambda w: self.render(w), target, self.objective)
+            rows_ws.append(v.ws)
+            rows_img.append(v.images)
+            rows_probs.append(v.probs)
+            ident.append(v.identity)
+            variation.append(v.index)
+            rejected, missing = v.rejected, v.missing
+        ws_all = np.concatenate(rows_ws)
+        imgs_all = np.concatenate(rows_img)
+        probs_all = {a: np.concatenate([p[a] for p in rows_probs]) for a in probs}
+        ident, variation = np.concatenate(ident), np.concatenate(variation)
+        order = np.lexsort((variation, ident))  # identity-major: i000-v00, i000-v01, ...
+        masses = np.asarray(obj.target_masses(probs_all, target, self.C.schema.names))
+        constrained = [a.name for a in self.C.schema.attributes
+                       if not np.asarray(target.masks[a.name]).all()]
+        records = []
+        for row, i in enumerate(order):
+            rid = f"u{unit.id:05d}-i{ident[i]:03d}-v{variation[i]:02d}"
+            records.append({
+                "id": rid, "identity": f"u{unit.id:05d}-i{ident[i]:03d}",
+                "group": self.groups[unit.group], "variation": int(variation[i]),
+                "file": None, "latent_row": row,
+                "attributes": {a.name: {
+                    "class": a.classes[int(np.argmax(probs_all[a.name][i]))],
+                    "prob": round(float(np.max(probs_all[a.name][i])), 5)}
+                    for a in self.C.schema.attributes},
+                "target_probs": {name: round(float(masses[i, self.C.schema.names.index(name)]),
+                                             5) for name in constrained},
+                "unit": unit.id, "seed": self.config.seed,
+                "search": int(found.search[ident[i]])})
+        latent = ws_all[order] if self.finder.latent_space == "wplus" else ws_all[order][:, 0]
+        z = found.z[ident[order]] if found.z is not None else None
+        return UnitOutput(unit, records, np.asarray(latent, np.float32), imgs_all[order], z,
+                          {"variations_rejected": rejected, "variations_missing": missing,
+                           "score_disagreements": int(np.sum(~ok))})
+
+
+def _render_fn(G, C, noise_mode: str):
+    @jax.jit
+    def render(g_state, c_state, ws):
+        img = sg.synthesis(G.graphdef, g_state, ws, noise_mode, None, None)
+        return (classifier_predict(C.graphdef, c_state, img, C.preprocess, C.schema),
+                imlib.to_uint8(img))
+    return render
