@@ -17,7 +17,9 @@ import ml_collections
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
-    c.method = "search"  # how identities are found (the fused search engine, c.search)
+    # How identities are found: planner (shared prior stream + group-restricted chains,
+    # c.planner), search (the fused evolutionary search, c.search) or distribution.
+    c.method = "planner"
     c.generator = "checkpoints/demo/generator"
     c.classifier = "checkpoints/demo/classifier"
     c.workdir = "out/demo"
@@ -44,6 +46,19 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.latent_dtype = "float32"  # latents.npy: float32 or float16 (half the size, lossy)
     c.writer_threads = 2  # image encoding and shard writing, off the compute thread
     c.imagefolder = False  # also write DIR/imagefolder/<group>/<identity>/<k>.<ext>
+    c.planner = ml_collections.ConfigDict(dict(  # method=planner (jaxfair.sampling.planner)
+        stream_batch=256,  # prior samples per compiled stream step
+        stream_batches=2,  # stream steps per round
+        num_chains=32,  # group-restricted chains advanced together (0: binned rejection)
+        chain_steps=16,  # steps per chain per round (one compiled scan)
+        rho_max=0.2,  # largest correlation between consecutive kept states of a chain
+        max_thin=32,  # cap on the thinning interval (chain steps)
+        target_acceptance=0.3,  # the chains' two step sizes adapt towards this rate
+        beta_init=0.5,  # initial chain step sizes (prior standard deviations, (0, 1])
+        chain_cost_guess=10.0,  # evaluations per chain identity before any was measured
+        max_evaluations_per_identity=500,  # budget: x quota x groups evaluations
+        fit_samples=8192,  # stream samples kept to estimate each group's directions
+    ))
     c.search = ml_collections.ConfigDict(dict(  # python -m jaxfair.search
         target="tone=dark,hair=long",  # default --target (the rarest demo group)
         strategy="Sep_CMA_ES",  # see jaxfair.search.STRATEGIES; branching, rejection
@@ -118,6 +133,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         c.searches_per_unit = 1
         c.search.population_size = 8
         c.search.generations_per_chunk = 5
+        c.planner.stream_batch = 64
+        c.planner.num_chains = 8
+        c.planner.chain_steps = 8
     elif arg == "variations":
         c.variations = 3
         c.directions = "checkpoints/demo/directions.npz"

@@ -74,7 +74,7 @@ def prepare(workdir: str, header: dict, overwrite: bool) -> None:
             raise PlanMismatch(f"{workdir} holds a dataset made with other settings or "
                                f"checkpoints ({diff}); rerun with --overwrite to replace it, or "
                                f"choose another --workdir")
-        for name in (writer.SHARDS, IMAGEFOLDER, MANIFEST, PLAN, "report"):
+        for name in (writer.SHARDS, IMAGEFOLDER, MANIFEST, PLAN, "report", "planner.npz"):
             p = os.path.join(workdir, name)
             if os.path.isdir(p):
                 shutil.rmtree(p)
@@ -126,8 +126,15 @@ def exclude_near_duplicates(workdir: str, units, radius: float, w_std: float
     return excluded, {g: sum(len(a) for a in v) for g, v in kept.items()}
 
 
-def summarise(workdir: str, header: dict, plan, excluded: set[str]) -> dict:
-    """The manifest: the header plus counts per group and the excluded record ids."""
+def summarise(workdir: str, header: dict, plan, excluded: set[str],
+              dataset_evaluations: dict[str, int] | None = None) -> dict:
+    """The manifest: the header plus counts per group and the excluded record ids.
+
+    ``evaluations`` counts every generator + classifier evaluation of the job: ``find``
+    (search candidates of the units, or the planner's ``stream`` and ``chains``, given as
+    ``dataset_evaluations``), ``render`` (identities rendered again at full resolution) and
+    ``variations`` (variation candidates); ``candidates_evaluated`` is their sum.
+    """
     counts = {g: {"quota": plan.quota, "identities": 0, "images": 0} for g in plan.groups}
     excluded_records, stats = [], {}
     for unit in plan.units:
@@ -143,13 +150,17 @@ def summarise(workdir: str, header: dict, plan, excluded: set[str]) -> dict:
             c = counts[r["group"]]
             c["images"] += 1
             c["identities"] += r["variation"] == 0
+    evaluations = {"find": stats.get("candidates", 0), **(dataset_evaluations or {}),
+                   "render": stats.get("rendered", 0),
+                   "variations": stats.get("variation_candidates", 0)}
     return {**header, "complete": True, "counts": counts, "units": len(plan.units),
             "images": sum(c["images"] for c in counts.values()),
             "identities": sum(c["identities"] for c in counts.values()),
             "excluded": sorted(excluded_records), "near_duplicates_removed": len(excluded),
             "variations_rejected": stats.get("variations_rejected", 0),
             "variations_missing": stats.get("variations_missing", 0),
-            "candidates_evaluated": stats.get("candidates", 0),
+            "evaluations": evaluations,
+            "candidates_evaluated": int(sum(evaluations.values())),
             "score_disagreements": stats.get("score_disagreements", 0)}
 
 

@@ -34,7 +34,7 @@ from jaxfair.search import job, spaces
 
 # fold_in data of the independent key streams under the run's root key.
 PRIOR_STREAM, UNITS_STREAM, VARIATIONS_STREAM = 0, 1, 2
-METHODS = ("search", "distribution")
+METHODS = ("planner", "search", "distribution")
 
 
 class TargetNotReached(RuntimeError):
@@ -55,6 +55,9 @@ class Found:
 class Finder(Protocol):
     prior: spaces.Prior
     latent_space: str  # what latents.npy holds: 'w' or 'wplus'
+    evaluations: dict[str, int]  # evaluations of a dataset-wide phase (not a unit's)
+
+    def prepare(self, workdir: str, log) -> None: ...  # before any unit
 
     def find(self, units: list[Unit]) -> list[Found]: ...
 
@@ -68,6 +71,11 @@ def roots(config: ml_collections.ConfigDict, G) -> tuple[spaces.Prior, jax.Array
 
 def create(config: ml_collections.ConfigDict, G, C, groups: list[str]) -> Finder:
     """The finder of ``config.method``."""
+    if config.method == "planner":
+        from jaxfair.pipeline import pool
+
+        prior, root = roots(config, G)
+        return pool.PoolFinder(config, G, C, groups, prior, jax.random.key(config.seed))
     if config.method == "search":
         return SearchFinder(config, G, C, groups)
     if config.method == "distribution":
@@ -77,6 +85,11 @@ def create(config: ml_collections.ConfigDict, G, C, groups: list[str]) -> Finder
 
 class SearchFinder:
     """The fused search engine over a step's units (see module docstring)."""
+
+    evaluations: dict[str, int] = {}  # every evaluation belongs to a unit
+
+    def prepare(self, workdir: str, log) -> None:
+        del workdir, log
 
     def __init__(self, config: ml_collections.ConfigDict, G, C, groups: list[str]):
         self.config, self.G, self.C, self.groups = config, G, C, groups
@@ -149,6 +162,11 @@ class SearchFinder:
 
 class DistributionFinder:
     """Verified draws from the fitted per-group mixtures (see module docstring)."""
+
+    evaluations: dict[str, int] = {}  # every evaluation belongs to a unit
+
+    def prepare(self, workdir: str, log) -> None:
+        del workdir, log
 
     def __init__(self, config: ml_collections.ConfigDict, G, C, groups: list[str]):
         from jaxfair.distribution import draw as dd  # only this method needs it

@@ -118,6 +118,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False
     distributed.barrier("plan")
     if proc != 0:
         manifest.prepare(workdir, head, overwrite=False)  # must match what process 0 wrote
+    finder.prepare(workdir, log)  # dataset-wide search before any unit (the planner)
 
     worker = compute.Worker(config, G, C, groups, finder, directions)
     mine = plan.steps_of(proc, nproc)
@@ -173,7 +174,7 @@ def _finalize(config, workdir: str, head: dict, plan, worker, log) -> dict:
         raise RuntimeError(f"groups still short of their quota after {MAX_TOP_UP_ROUNDS} "
                            f"rounds of top-up units (identity_radius "
                            f"{config.identity_radius} too large?)")
-    summary = manifest.summarise(workdir, head, plan, excluded)
+    summary = manifest.summarise(workdir, head, plan, excluded, worker.finder.evaluations)
     if config.imagefolder and config.image_format != "none":
         summary["imagefolder_images"] = manifest.write_imagefolder(workdir, plan, excluded)
     manifest.write_json(f"{workdir}/{manifest.MANIFEST}", summary)

@@ -140,7 +140,9 @@ class Worker:
         latent = ws_all[order] if self.finder.latent_space == "wplus" else ws_all[order][:, 0]
         z = found.z[ident[order]] if found.z is not None else None
         return UnitOutput(unit, records, np.asarray(latent, np.float32), imgs_all[order], z,
-                          {"variations_rejected": rejected, "variations_missing": missing,
+                          {"rendered": len(ws),
+                           "variation_candidates": len(ws) * k * self.config.variation_tries,
+                           "variations_rejected": rejected, "variations_missing": missing,
                            "score_disagreements": int(np.sum(~ok))})
 
 

@@ -1,0 +1,115 @@
+"""The planner as a finder: one search for every group (``sampling/planner.py``), then units.
+
+``prepare`` runs the planner once per dataset, before any unit: process 0 computes it,
+checkpointing its state to ``DIR/planner.npz`` after every round (a killed run resumes from
+the last round, byte-identically: the rounds are deterministic), other processes wait at a
+barrier and read the finished state. ``find(units)`` then hands every unit its slice of its
+group's identities: unit ``index`` of group g takes identities ``[index * per_unit,
+index * per_unit + size)`` in the order the planner accepted them.
+
+Evaluations of the planner are the dataset's, not a unit's: ``evaluations`` reports them for
+the manifest (stream, chains).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import jax
+import ml_collections
+import numpy as np
+
+from jaxfair.pipeline import distributed
+from jaxfair.pipeline.plan import Unit
+from jaxfair.sampling import planner as planner_lib
+from jaxfair.sampling import stream as stream_lib
+from jaxfair.search import objective as obj
+
+STATE = "planner.npz"
+PLANNER_STREAM = 3  # fold_in data of the planner's keys under the run's root key
+
+
+class Shortfall(RuntimeError):
+    """The planner's budget ran out before every group had its quota."""
+
+
+def settings(config: ml_collections.ConfigDict, num_groups: int) -> planner_lib.Settings:
+    """Planner settings of a generate config (quota, identity radius and the budget of
+    ``num_groups`` groups from the job)."""
+    p = config.planner
+    quota = config.identities_per_group
+    return planner_lib.Settings(
+        quota=quota, stream_batch=p.stream_batch, stream_batches=p.stream_batches,
+        num_chains=p.num_chains, chain_steps=p.chain_steps, rho_max=p.rho_max,
+        max_thin=p.max_thin, target_acceptance=p.target_acceptance, beta_init=p.beta_init,
+        chain_cost_guess=p.chain_cost_guess,
+        max_evaluations=int(p.max_evaluations_per_identity * quota * num_groups),
+        identity_radius=config.identity_radius, fit_samples=p.fit_samples)
+
+
+class PoolFinder:
+    """Identities from the planner's per-group pools (see module docstring)."""
+
+    latent_space = "w"
+
+    def __init__(self, config: ml_collections.ConfigDict, G, C, groups: list[str],
+                 prior, root: jax.Array):
+        self.config, self.G, self.C, self.groups = config, G, C, groups
+        self.prior = prior
+        s = settings(config, len(groups))
+        judge = stream_lib.Judge(G, C, obj.Objective(threshold=config.threshold,
+                                                     mode=config.search.accept_mode),
+                                 config.truncation_psi, config.noise_mode)
+        self.planner = planner_lib.Planner(s, G, C, judge, groups,
+                                           float(np.asarray(prior.w_std)),
+                                           jax.random.fold_in(root, PLANNER_STREAM))
+        self.state: dict | None = None
+
+    @property
+    def evaluations(self) -> dict[str, int]:
+        s = self.state
+        return {"stream": int(s["stream_evaluations"]), "chains": int(s["chain_evaluations"])}
+
+    def prepare(self, workdir: str, log: Callable[[str], None]) -> None:
+        """Runs (or resumes, or reads) the planner; raises Shortfall when a group is short."""
+        path = os.path.join(workdir, STATE)
+        if jax.process_index() == 0:
+            state = planner_lib.load(path) if os.path.exists(path) else None
+            if state is not None:
+                log(f"planner: resuming after round {state['round']} "
+                    f"({self.planner.evaluations(state)} evaluations)")
+            state = self.planner.run(state, lambda s: planner_lib.save(path, s), log)
+            planner_lib.save(path, state)
+        distributed.barrier("planner")
+        self.state = planner_lib.load(path)
+        counts = self.planner.counts(self.state)
+        short = np.nonzero(counts < self.planner.s.quota)[0]
+        if len(short):
+            best = self.state["best"]
+            raise Shortfall(
+                f"planner budget ({self.planner.s.max_evaluations} evaluations, "
+                f"planner.max_evaluations_per_identity) spent; short: " + "; ".join(
+                    f"{self.groups[g]} {counts[g]}/{self.planner.s.quota} (best target "
+                    f"probability " + ", ".join(
+                        f"{a.name} {best[g, i]:.3f}" for i, a in
+                        enumerate(self.C.schema.attributes)) + ")" for g in short))
+
+    def find(self, units: list[Unit]) -> list:
+        from jaxfair.pipeline.finders import Found  # finders imports this module
+
+        per_unit = self.config.identities_per_unit
+        out = []
+        for u in units:
+            rows = slice(u.index * per_unit, u.index * per_unit + u.size)
+            z = self.state[f"pool_z_{u.group}"][rows]
+            w = self.state[f"pool_w_{u.group}"][rows]
+            if len(z) < u.size:
+                raise Shortfall(f"unit {u.id} ({self.groups[u.group]}) needs identities "
+                                f"{rows.start}..{rows.stop - 1}, the planner found {len(z)} "
+                                f"there (top-up units beyond the quota are not planned)")
+            ws = np.broadcast_to(w[:, None], (len(w), self.G.config.num_ws, w.shape[1]))
+            out.append(Found(np.ascontiguousarray(ws, np.float32), z,
+                             self.state[f"pool_src_{u.group}"][rows],
+                             {"candidates": 0, "generations": 0}))
+        return out

@@ -1,0 +1,139 @@
+"""Group-restricted Markov chains: exact samples of the generator's faces of one group.
+
+The target of a chain for group g is the prior N(0, I) on z restricted to the set where the
+group test passes: exactly the distribution of the faces binned rejection sampling gives
+for g. Each chain step proposes a preconditioned Crank-Nicolson move
+
+  z' = sqrt(1 - b_c^2) P z + b_c P xi + sqrt(1 - b_f^2) (I - P) z + b_f (I - P) xi,
+  xi ~ N(0, I),   P = Q Q^T  (Q [D, k] orthonormal: the group's constrained directions)
+
+which leaves N(0, I) invariant for any Q, b_c, b_f in (0, 1] (it is an independent
+autoregressive move in each of two orthogonal subspaces), so the Metropolis-Hastings
+acceptance reduces to the group test itself: a proposal is kept iff its face is in the
+group. Started from a face of the group found by the shared stream (itself an exact draw),
+a chain is in its stationary distribution from its first step; only the dependence between
+its states has to be managed, by thinning (planner.py). ``b_c`` is small along the
+directions the group constrains (measured from the stream, ``directions``) and ``b_f`` large
+along the rest, which the group barely constrains: there a single accepted move draws the
+coordinates afresh. Q only changes efficiency, never correctness.
+
+All chains of all groups advance together: ``C`` chains, each with its own target (masks
+``[C, K]``), subspace ``Q [C, D, k]`` and step sizes, ``T`` steps in one ``lax.scan``, one
+batched render-and-judge per step. Step ``t`` of chunk ``r`` uses key
+``fold_in(fold_in(root, r), t)``.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxfair.sampling.stream import Judge
+
+
+def pcn_propose(key: jax.Array, z: jax.Array, q: jax.Array, b_c: jax.Array, b_f: jax.Array
+                ) -> jax.Array:
+    """One subspace pCN proposal per chain.
+
+    Args:
+      key: PRNG key.
+      z: [C, D] current states.
+      q: [C, D, k] orthonormal columns (k may be 0: plain pCN with step b_f).
+      b_c, b_f: [C] step sizes in the constrained span and its complement, in (0, 1].
+
+    Returns:
+      [C, D] proposals.
+    """
+    xi = jax.random.normal(key, z.shape, z.dtype)
+
+    def split(x):
+        c = jnp.einsum("cdk,cek,ce->cd", q, q, x)  # P x
+        return c, x - c
+
+    zc, zf = split(z)
+    xc, xf = split(xi)
+    keep_c, keep_f = jnp.sqrt(1.0 - b_c ** 2)[:, None], jnp.sqrt(1.0 - b_f ** 2)[:, None]
+    return keep_c * zc + b_c[:, None] * xc + keep_f * zf + b_f[:, None] * xf
+
+
+def make_chain_run(judge: Judge, steps: int):
+    """Jitted ``(g_state, c_state, key, targets [C], q [C, D, k], b_c [C], b_f [C], z [C, D])
+    -> (z [C, D], history [T, C, D], moved [T, C] bool)``: T steps of every chain.
+
+    Even steps move in the constrained span only (step ``b_c``), odd steps in its complement
+    only (``b_f``): each kernel leaves the target invariant, so their alternation does, and
+    each has its own acceptance rate to adapt its step size to (``moved[0::2]``,
+    ``moved[1::2]``). Where the span is right, free moves are almost always accepted and
+    their step size grows to 1: a fresh draw of every unconstrained coordinate.
+    """
+
+    @jax.jit
+    def run(g_state, c_state, key, targets, q, b_c, b_f, z):
+        zero = jnp.zeros_like(b_c)
+
+        def body(z, t):
+            even = t % 2 == 0
+            prop = pcn_propose(jax.random.fold_in(key, t), z, q, jnp.where(even, b_c, zero),
+                               jnp.where(even, zero, b_f))
+            ok, _ = judge.test(judge.probs(g_state, c_state, prop), targets)
+            z = jnp.where(ok[:, None], prop, z)
+            return z, (z, ok)
+
+        z, (hist, moved) = jax.lax.scan(body, z, jnp.arange(steps))
+        return z, hist, moved
+
+    return run
+
+
+def directions(z: np.ndarray, scores: np.ndarray, ridge: float = 1.0) -> np.ndarray:
+    """The directions of z along which group scores change: an orthonormal basis [D, k].
+
+    Ridge regression of each score column (e.g. the log-odds of the group's class mass on
+    every attribute the group constrains) on z, over stream samples; the k coefficient
+    vectors, orthonormalised. With few samples the estimate is noisy, which costs
+    acceptance or mixing speed, never exactness.
+
+    Args:
+      z: [N, D] stream samples.
+      scores: [N, k] their scores.
+      ridge: L2 penalty (in units of sample count: comparable at any N).
+    """
+    z = np.asarray(z, np.float64)
+    y = np.asarray(scores, np.float64)
+    y = y - y.mean(axis=0)
+    n, d = z.shape
+    coef = np.linalg.solve(z.T @ z + ridge * n * np.eye(d) / d, z.T @ y)  # [D, k]
+    keep = np.linalg.norm(coef, axis=0) > 0
+    if not keep.any():
+        return np.zeros((d, 0), np.float32)
+    q, _ = np.linalg.qr(coef[:, keep])
+    return q.astype(np.float32)
+
+
+def lag1_autocorrelation(history: np.ndarray) -> float:
+    """Lag-1 autocorrelation of chain states, averaged over chains and coordinates.
+
+    Args:
+      history: [T, C, D] states of C chains over T steps (T >= 3).
+
+    Returns:
+      rho in [0, 1) (negative estimates clip to 0; 1 is reported as 0.999).
+    """
+    x = np.asarray(history, np.float64)
+    # Pooled over chains and steps: a per-chain mean over a short window would absorb the
+    # slow drift and report a fast chain.
+    x = x - x.mean(axis=(0, 1), keepdims=True)
+    num = np.sum(x[1:] * x[:-1])
+    den = np.sum(x * x)
+    if den <= 0:
+        return 0.999  # no chain moved at all
+    return float(np.clip(num / den, 0.0, 0.999))
+
+
+def thinning(rho: float, rho_max: float, max_thin: int) -> int:
+    """Steps between kept states so that their correlation is at most ``rho_max`` under an
+    AR(1) model with lag-1 correlation ``rho``: ceil(log rho_max / log rho), in [1, max_thin]."""
+    if rho <= rho_max:
+        return 1
+    return int(min(max_thin, max(1, np.ceil(np.log(rho_max) / np.log(rho)))))

@@ -1,0 +1,372 @@
+"""The planner: every group's identities at the fewest evaluations, distributed as the
+generator's own faces of that group.
+
+Rounds, each deterministic given (config, weights, round index):
+
+  stream   while some unfilled group is cheapest to fill by the shared stream: K batches of
+           prior samples, rendered and judged for every group at once; each accepted face
+           joins its group (binned rejection sampling: exact draws).
+  chains   groups that the planner has switched to chains: all their chains advance
+           ``chain_steps`` steps in one fused call (chains.py, exact stationary
+           distribution: the generator restricted to the group); states are kept every
+           ``thin`` steps, thin from the chains' measured autocorrelation.
+
+The decision, each round, from measured numbers only: with ``need_g`` identities missing,
+stream yield ``y_g`` (accepted / streamed so far) and chain cost ``c_g`` (chain evaluations
+per kept identity, measured once a group's chains ran; before that the mean of the measured
+groups, or ``chain_cost_guess``), filling the set S of groups by the stream costs
+``max_{g in S} need_g / y_g`` more stream samples and the rest ``sum need_g c_g``; S is the
+prefix (in order of need_g / y_g) that minimises the sum. A group leaves the stream for chains
+once, and only when it has a face to start from. Every face joins its group only if it is
+not within ``identity_radius`` (rms W distance in units of w_std) of one already there.
+
+The state after every round is a plain dict of arrays: ``save``/``load`` checkpoint it, and a
+resumed run continues byte-identically.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxfair.judge import attributes
+from jaxfair.models import stylegan2 as sg
+from jaxfair.sampling import chains as chain_lib
+from jaxfair.sampling import stream as stream_lib
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Planner settings (see configs: ``c.planner``).
+
+    Attributes:
+      quota: identities per group.
+      stream_batch: prior samples per compiled stream step.
+      stream_batches: stream steps per round.
+      num_chains: chains advanced together (all groups), 0 = binned rejection only.
+      chain_steps: steps per chain per round (one compiled scan).
+      rho_max: largest correlation allowed between consecutive kept states of a chain.
+      max_thin: cap on the thinning interval (steps).
+      target_acceptance: the chains' step size adapts towards this acceptance rate.
+      beta_init: initial step size of both moves (constrained span, complement), in (0, 1].
+      chain_cost_guess: evaluations per chain identity assumed before any chain ran.
+      max_evaluations: budget of the whole search (stream + chains).
+      identity_radius: rms W distance (w_std units) at or below which two faces are one.
+      fit_samples: stream samples kept to estimate the groups' directions.
+    """
+
+    quota: int
+    stream_batch: int = 256
+    stream_batches: int = 2
+    num_chains: int = 32
+    chain_steps: int = 16
+    rho_max: float = 0.2
+    max_thin: int = 32
+    target_acceptance: float = 0.3
+    beta_init: float = 0.5
+    chain_cost_guess: float = 10.0
+    max_evaluations: int = 1_000_000
+    identity_radius: float = 0.05
+    fit_samples: int = 8192
+
+    def __post_init__(self):
+        for name in ("quota", "stream_batch", "stream_batches", "chain_steps", "max_thin",
+                     "max_evaluations", "fit_samples"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"planner.{name} must be >= 1, got {getattr(self, name)}")
+        if self.num_chains < 0:
+            raise ValueError(f"planner.num_chains must be >= 0, got {self.num_chains}")
+        if self.chain_steps < 3 and self.num_chains:
+            raise ValueError(f"planner.chain_steps must be >= 3, got {self.chain_steps}")
+        for name in ("rho_max", "target_acceptance", "beta_init"):
+            v = getattr(self, name)
+            if not 0 < v < 1 and not (name == "beta_init" and v == 1):
+                raise ValueError(f"planner.{name} must be in (0, 1), got {v}")
+        if not self.chain_cost_guess > 0 or not math.isfinite(self.chain_cost_guess):
+            raise ValueError(f"planner.chain_cost_guess must be > 0, got "
+                             f"{self.chain_cost_guess}")
+        if not self.identity_radius >= 0:
+            raise ValueError(f"identity_radius must be >= 0, got {self.identity_radius}")
+
+
+def stream_groups(need: np.ndarray, yields: np.ndarray, chain_cost: np.ndarray,
+                  startable: np.ndarray) -> np.ndarray:
+    """Which unfilled groups the stream should keep filling ([G] bool; see module docstring).
+
+    Args:
+      need: [G] identities missing (0: filled).
+      yields: [G] accepted stream samples per stream sample (> 0).
+      chain_cost: [G] evaluations per identity by chains.
+      startable: [G] a chain can start (the group has a face).
+    """
+    need = np.asarray(need, np.float64)
+    open_ = need > 0
+    stream_cost = np.where(open_, need / np.asarray(yields, np.float64), 0.0)
+    chain = need * np.asarray(chain_cost, np.float64)
+    must = open_ & ~np.asarray(startable)
+    order = [g for g in np.argsort(stream_cost, kind="stable") if open_[g]]
+    best, best_k = math.inf, len(order)
+    for k in range(len(order) + 1):
+        inside, outside = order[:k], order[k:]
+        if any(must[g] for g in outside):
+            continue
+        cost = max((stream_cost[g] for g in inside), default=0.0) + sum(chain[g]
+                                                                        for g in outside)
+        if cost < best - 1e-9:
+            best, best_k = cost, k
+    chosen = np.zeros(len(need), bool)
+    chosen[order[:best_k]] = True
+    return chosen
+
+
+def allocate(need: np.ndarray, eligible: np.ndarray, num_chains: int) -> np.ndarray:
+    """Chains per group ([G] int, sum <= num_chains) in proportion to need (largest
+    remainder), at least one per eligible group while chains last (neediest first)."""
+    need = np.where(eligible, np.asarray(need, np.float64), 0.0)
+    out = np.zeros(len(need), int)
+    groups = [g for g in np.argsort(-need, kind="stable") if need[g] > 0]
+    if not groups or num_chains == 0:
+        return out
+    for g in groups[:num_chains]:
+        out[g] = 1
+    left = num_chains - out.sum()
+    if left > 0:
+        share = need / need.sum() * left
+        out += np.floor(share).astype(int)
+        rest = num_chains - out.sum()
+        order = np.argsort(-(share - np.floor(share)), kind="stable")
+        out[order[:rest]] += 1
+    return out
+
+
+class Planner:
+    """The planner's compiled steps and its host loop (see module docstring)."""
+
+    def __init__(self, settings: Settings, G: sg.Generator, C, judge: stream_lib.Judge,
+                 groups: list[str], w_std: float, root: jax.Array):
+        self.s, self.G, self.C, self.judge = settings, G, C, judge
+        self.groups = groups
+        self.targets_list = [attributes.parse_target(g, C.schema) for g in groups]
+        self.targets = attributes.stack_targets(self.targets_list)
+        # Columns of the masses each group constrains (the others are 1 by definition).
+        self.constrained = [
+            [i for i, a in enumerate(C.schema.attributes) if not np.asarray(t.masks[a.name]).all()]
+            for t in self.targets_list]
+        self.k = max(1, max(len(c) for c in self.constrained))
+        self.w_std = float(w_std)
+        self.stream_root = jax.random.fold_in(root, 0)
+        self.chain_root = jax.random.fold_in(root, 1)
+        self.stream_step = stream_lib.make_stream_step(judge, settings.stream_batch)
+        self.chain_run = (chain_lib.make_chain_run(judge, settings.chain_steps)
+                          if settings.num_chains else None)
+        psi, gd = judge.psi, G.graphdef
+        self._map = jax.jit(lambda gs, z: sg.mapping(gd, gs, z, psi)[:, 0])
+
+    # State ----------------------------------------------------------------------------
+
+    def initial_state(self) -> dict:
+        G, D, A = len(self.groups), self.G.config.z_dim, len(self.C.schema.attributes)
+        s = {
+            "round": 0, "stream_batches_done": 0, "stream_evaluations": 0,
+            "chain_evaluations": 0,
+            "stream_hits": np.zeros(G, np.int64),
+            "chain_mode": np.zeros(G, bool), "beta": np.full((G, 2), self.s.beta_init),
+            "thin": np.ones(G, np.int64), "chain_group_evals": np.zeros(G, np.int64),
+            "chain_kept": np.zeros(G, np.int64), "rho": np.zeros(G),
+            "q": np.zeros((G, D, self.k), np.float32), "seed_next": np.zeros(G, np.int64),
+            "fit_z": np.zeros((0, D), np.float32), "fit_masses": np.zeros((0, G, A),
+                                                                           np.float32),
+            "chain_z": np.zeros((self.s.num_chains, D), np.float32),
+            "chain_group": np.full(self.s.num_chains, -1, np.int64),
+            "chain_since": np.zeros(self.s.num_chains, np.int64),
+            "best": np.zeros((G, A), np.float32),
+        }
+        for g in range(G):
+            s[f"pool_z_{g}"] = np.zeros((0, D), np.float32)
+            s[f"pool_w_{g}"] = np.zeros((0, self.G.config.w_dim), np.float32)
+            s[f"pool_src_{g}"] = np.zeros(0, np.int64)  # 0: stream, 1 + c: chain c
+        return s
+
+    def evaluations(self, s: dict) -> int:
+        return int(s["stream_evaluations"]) + int(s["chain_evaluations"])
+
+    def counts(self, s: dict) -> np.ndarray:
+        return np.array([len(s[f"pool_z_{g}"]) for g in range(len(self.groups))])
+
+    # Adding faces -----------------------------------------------------------------------
+
+    def _add(self, s: dict, g: int, z: np.ndarray, src: int) -> None:
+        """Adds faces z [n, D] to group g in order, skipping near-duplicates, up to quota."""
+        if len(z) == 0 or len(s[f"pool_z_{g}"]) >= self.s.quota:
+            return
+        w = np.asarray(self._map(self.G.state, jnp.asarray(z)))
+        for zi, wi in zip(z, w):
+            pz, pw = s[f"pool_z_{g}"], s[f"pool_w_{g}"]
+            if len(pz) >= self.s.quota:
+                return
+            if len(pw):
+                d = np.sqrt(np.min(np.mean(np.square(
+                    (pw.astype(np.float64) - wi.astype(np.float64)) / self.w_std), axis=1)))
+                if d <= self.s.identity_radius:
+                    continue
+            s[f"pool_z_{g}"] = np.concatenate([pz, zi[None]])
+            s[f"pool_w_{g}"] = np.concatenate([pw, wi[None]])
+            s[f"pool_src_{g}"] = np.concatenate([s[f"pool_src_{g}"], [src]])
+
+    # Rounds -----------------------------------------------------------------------------
+
+    def _decide(self, s: dict) -> np.ndarray:
+        need = self.s.quota - self.counts(s)
+        n = max(1, s["stream_evaluations"])
+        yields = (s["stream_hits"] + 0.5) / (n + 1.0)
+        measured = s["chain_kept"] > 0
+        cost = np.where(measured, s["chain_group_evals"] / np.maximum(s["chain_kept"], 1), 0.0)
+        default = cost[measured].mean() if measured.any() else self.s.chain_cost_guess
+        cost = np.where(measured, cost, default)
+        startable = self.counts(s) > 0
+        if not self.s.num_chains:
+            return need > 0
+        stream = stream_groups(need, yields, cost, startable)
+        # A group leaves the stream once (chains keep it) and never comes back.
+        s["chain_mode"] = s["chain_mode"] | ((need > 0) & ~stream & startable)
+        return stream & ~s["chain_mode"]
+
+    def _stream_round(self, s: dict) -> None:
+        filled = self.counts(s) >= self.s.quota
+        for _ in range(self.s.stream_batches):
+            b = int(s["stream_batches_done"])
+            z, ok, masses = jax.device_get(self.stream_step(
+                self.G.state, self.C.state, jax.random.fold_in(self.stream_root, b),
+                self.targets))
+            s["stream_batches_done"] = b + 1
+            s["stream_evaluations"] += len(z)
+            grp = np.asarray(stream_lib.assign(ok))
+            s["stream_hits"] += np.bincount(grp[grp >= 0], minlength=len(self.groups))
+            s["best"] = np.maximum(s["best"], masses.max(axis=1))
+            room = self.s.fit_samples - len(s["fit_z"])
+            if room > 0:
+                s["fit_z"] = np.concatenate([s["fit_z"], z[:room]])
+                s["fit_masses"] = np.concatenate(
+                    [s["fit_masses"], np.moveaxis(masses, 1, 0)[:room]])
+            for g in range(len(self.groups)):
+                if not filled[g]:
+                    self._add(s, g, z[grp == g], 0)
+
+    def _directions(self, s: dict, g: int) -> np.ndarray:
+        cols = self.constrained[g]
+        q = np.zeros((self.G.config.z_dim, self.k), np.float32)
+        if not cols or len(s["fit_z"]) < 2:
+            return q
+        m = np.clip(s["fit_masses"][:, g][:, cols].astype(np.float64), 1e-6, 1 - 1e-6)
+        basis = chain_lib.directions(s["fit_z"], np.log(m) - np.log1p(-m))
+        q[:, :basis.shape[1]] = basis
+        return q
+
+    def _chain_round(self, s: dict) -> None:
+        counts = self.counts(s)
+        need = self.s.quota - counts
+        eligible = s["chain_mode"] & (need > 0) & (counts > 0)
+        alloc = allocate(need, eligible, self.s.num_chains)
+        if alloc.sum() == 0:
+            return
+        slots = np.concatenate([np.full(a, g) for g, a in enumerate(alloc)] +
+                               [np.full(self.s.num_chains - alloc.sum(), -1)]).astype(np.int64)
+        for g in np.nonzero(eligible & ~np.any(s["q"] != 0, axis=(1, 2)))[0]:
+            s["q"][g] = self._directions(s, g)
+        for c in range(self.s.num_chains):  # (re)start chains whose group changed
+            g = slots[c]
+            if g >= 0 and g != s["chain_group"][c]:
+                pool = s[f"pool_z_{g}"]
+                s["chain_z"][c] = pool[s["seed_next"][g] % len(pool)]
+                s["seed_next"][g] += 1
+                s["chain_since"][c] = 0
+        s["chain_group"] = slots
+        # Idle slots (no group) run the first eligible group's chain 0 state, discarded.
+        live = slots >= 0
+        g_of = np.where(live, slots, slots[live][0])
+        z0 = np.where(live[:, None], s["chain_z"], s["chain_z"][np.argmax(live)])
+        targets = attributes.stack_targets([self.targets_list[g] for g in g_of])
+        beta = jnp.asarray(s["beta"][g_of], jnp.float32)
+        z, hist, moved = jax.device_get(self.chain_run(
+            self.G.state, self.C.state, jax.random.fold_in(self.chain_root, s["round"]),
+            targets, jnp.asarray(s["q"][g_of]), beta[:, 0], beta[:, 1], jnp.asarray(z0)))
+        s["chain_z"] = np.where(live[:, None], z, s["chain_z"])
+        s["chain_evaluations"] += hist.shape[0] * hist.shape[1]
+        for g in np.nonzero(alloc)[0]:
+            mine = np.nonzero(slots == g)[0]
+            # Robbins-Monro on log step size, each move kind towards the target rate.
+            for kind in (0, 1):
+                acc = float(moved[kind::2, mine].mean())
+                s["beta"][g, kind] = float(np.clip(s["beta"][g, kind] * math.exp(
+                    2.0 * (acc - self.s.target_acceptance)), 0.01, 1.0))
+            q = s["q"][g]
+            h = hist[:, mine].astype(np.float64)
+            inside = h @ q.astype(np.float64)  # [T, c, k] constrained coordinates
+            outside = h - inside @ q.T.astype(np.float64)
+            rho = max(chain_lib.lag1_autocorrelation(inside),
+                      chain_lib.lag1_autocorrelation(outside))
+            s["rho"][g] = rho
+            s["thin"][g] = chain_lib.thinning(rho, self.s.rho_max, self.s.max_thin)
+            s["chain_group_evals"][g] += hist.shape[0] * len(mine)
+        for t in range(hist.shape[0]):  # keep states every thin steps, step-major
+            s["chain_since"] += 1
+            for c in np.nonzero(live)[0]:
+                g = slots[c]
+                if s["chain_since"][c] >= s["thin"][g]:
+                    s["chain_since"][c] = 0
+                    before = len(s[f"pool_z_{g}"])
+                    self._add(s, g, hist[t, c][None], 1 + c)
+                    s["chain_kept"][g] += len(s[f"pool_z_{g}"]) - before
+
+    def run(self, state: dict | None = None, checkpoint: Callable[[dict], None] | None = None,
+            log: Callable[[str], None] = print) -> dict:
+        """Rounds until every group has its quota or the budget is spent; returns the state
+        (``counts(state)`` below the quota: a shortfall)."""
+        s = self.initial_state() if state is None else state
+        while (self.counts(s) < self.s.quota).any():
+            if self.evaluations(s) >= self.s.max_evaluations:
+                break
+            stream = self._decide(s)
+            if stream.any():
+                self._stream_round(s)
+            if self.chain_run is not None and s["chain_mode"].any():
+                self._chain_round(s)
+            s["round"] += 1
+            log(self.progress(s))
+            if checkpoint is not None:
+                checkpoint(s)
+        return s
+
+    def progress(self, s: dict) -> str:
+        counts = self.counts(s)
+        return (f"round {s['round']}: {self.evaluations(s)} evaluations "
+                f"(stream {s['stream_evaluations']}, chains {s['chain_evaluations']}); "
+                f"identities {int(counts.sum())}/{self.s.quota * len(counts)}; chains for "
+                + (", ".join(f"{self.groups[g]} (thin {s['thin'][g]}, "
+                             f"steps {s['beta'][g, 0]:.2f}/{s['beta'][g, 1]:.2f})"
+                             for g in np.nonzero(s['chain_mode'])[0]) or "none"))
+
+
+def save(path: str, s: dict) -> None:
+    """Writes the planner state atomically (temp file, then rename)."""
+    import os
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "wb") as f:
+        np.savez(f, **{k: np.asarray(v) for k, v in s.items()})
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load(path: str) -> dict:
+    """Reads a state written by ``save`` (plain arrays only: allow_pickle is off)."""
+    with np.load(path, allow_pickle=False) as f:
+        s = {k: f[k] for k in f.files}
+    for k in ("round", "stream_batches_done", "stream_evaluations", "chain_evaluations"):
+        s[k] = int(s[k])
+    return s
