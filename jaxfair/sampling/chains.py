@@ -25,11 +25,11 @@ batched render-and-judge per step. Step ``t`` of chunk ``r`` uses key
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
 import numpy as np
-
-from jaxfair.sampling.stream import Judge
 
 
 def pcn_propose(key: jax.Array, z: jax.Array, q: jax.Array, b_c: jax.Array, b_f: jax.Array
@@ -57,9 +57,12 @@ def pcn_propose(key: jax.Array, z: jax.Array, q: jax.Array, b_c: jax.Array, b_f:
     return keep_c * zc + b_c[:, None] * xc + keep_f * zf + b_f[:, None] * xf
 
 
-def make_chain_run(judge: Judge, steps: int):
+def make_chain_run(accepts: Callable, steps: int):
     """Jitted ``(g_state, c_state, key, targets [C], q [C, D, k], b_c [C], b_f [C], z [C, D])
     -> (z [C, D], history [T, C, D], moved [T, C] bool)``: T steps of every chain.
+
+    ``accepts(g_state, c_state, z [C, D], targets) -> [C] bool`` is the group test of each
+    chain's proposal (``Judge.accepts``; any pure indicator in tests).
 
     Even steps move in the constrained span only (step ``b_c``), odd steps in its complement
     only (``b_f``): each kernel leaves the target invariant, so their alternation does, and
@@ -76,7 +79,7 @@ def make_chain_run(judge: Judge, steps: int):
             even = t % 2 == 0
             prop = pcn_propose(jax.random.fold_in(key, t), z, q, jnp.where(even, b_c, zero),
                                jnp.where(even, zero, b_f))
-            ok, _ = judge.test(judge.probs(g_state, c_state, prop), targets)
+            ok = accepts(g_state, c_state, prop, targets)
             z = jnp.where(ok[:, None], prop, z)
             return z, (z, ok)
 

@@ -16,9 +16,10 @@ stream yield ``y_g`` (accepted / streamed so far) and chain cost ``c_g`` (chain 
 per kept identity, measured once a group's chains ran; before that the mean of the measured
 groups, or ``chain_cost_guess``), filling the set S of groups by the stream costs
 ``max_{g in S} need_g / y_g`` more stream samples and the rest ``sum need_g c_g``; S is the
-prefix (in order of need_g / y_g) that minimises the sum. A group leaves the stream for chains
-once, and only when it has a face to start from. Every face joins its group only if it is
-not within ``identity_radius`` (rms W distance in units of w_std) of one already there.
+prefix (in order of need_g / y_g) that minimises the sum; the others run chains, if they have
+a face to start from. The choice is made again every round from the latest measurements.
+Every face joins its group only if it is not within ``identity_radius`` (rms W distance in
+units of w_std) of one already there.
 
 The state after every round is a plain dict of arrays: ``save``/``load`` checkpoint it, and a
 resumed run continues byte-identically.
@@ -162,7 +163,7 @@ class Planner:
         self.stream_root = jax.random.fold_in(root, 0)
         self.chain_root = jax.random.fold_in(root, 1)
         self.stream_step = stream_lib.make_stream_step(judge, settings.stream_batch)
-        self.chain_run = (chain_lib.make_chain_run(judge, settings.chain_steps)
+        self.chain_run = (chain_lib.make_chain_run(judge.accepts, settings.chain_steps)
                           if settings.num_chains else None)
         psi, gd = judge.psi, G.graphdef
         self._map = jax.jit(lambda gs, z: sg.mapping(gd, gs, z, psi)[:, 0])
@@ -177,7 +178,7 @@ class Planner:
             "stream_hits": np.zeros(G, np.int64),
             "chain_mode": np.zeros(G, bool), "beta": np.full((G, 2), self.s.beta_init),
             "thin": np.ones(G, np.int64), "chain_group_evals": np.zeros(G, np.int64),
-            "chain_kept": np.zeros(G, np.int64), "rho": np.zeros(G),
+            "chain_kept": np.zeros(G, np.int64), "rho": np.zeros((G, 2)),
             "q": np.zeros((G, D, self.k), np.float32), "seed_next": np.zeros(G, np.int64),
             "fit_z": np.zeros((0, D), np.float32), "fit_masses": np.zeros((0, G, A),
                                                                            np.float32),
@@ -232,9 +233,10 @@ class Planner:
         if not self.s.num_chains:
             return need > 0
         stream = stream_groups(need, yields, cost, startable)
-        # A group leaves the stream once (chains keep it) and never comes back.
-        s["chain_mode"] = s["chain_mode"] | ((need > 0) & ~stream & startable)
-        return stream & ~s["chain_mode"]
+        # Revised every round from the latest measurements: a group whose chains turn out
+        # dearer than the stream goes back to it.
+        s["chain_mode"] = (need > 0) & ~stream & startable
+        return stream
 
     def _stream_round(self, s: dict) -> None:
         filled = self.counts(s) >= self.s.quota
@@ -308,10 +310,10 @@ class Planner:
             h = hist[:, mine].astype(np.float64)
             inside = h @ q.astype(np.float64)  # [T, c, k] constrained coordinates
             outside = h - inside @ q.T.astype(np.float64)
-            rho = max(chain_lib.lag1_autocorrelation(inside),
-                      chain_lib.lag1_autocorrelation(outside))
-            s["rho"][g] = rho
-            s["thin"][g] = chain_lib.thinning(rho, self.s.rho_max, self.s.max_thin)
+            s["rho"][g] = (chain_lib.lag1_autocorrelation(inside),
+                           chain_lib.lag1_autocorrelation(outside))
+            s["thin"][g] = chain_lib.thinning(float(s["rho"][g].max()), self.s.rho_max,
+                                              self.s.max_thin)
             s["chain_group_evals"][g] += hist.shape[0] * len(mine)
         for t in range(hist.shape[0]):  # keep states every thin steps, step-major
             s["chain_since"] += 1

@@ -63,6 +63,12 @@ class Judge:
         return obj.accepted(self.objective, probs, target), masses
 
 
+    def accepts(self, g_state, c_state, z: jax.Array, targets: attributes.Target
+                ) -> jax.Array:
+        """[N] bool: each z [N, z_dim] passes its own row's target (masks [N, K])."""
+        return self.test(self.probs(g_state, c_state, z), targets)[0]
+
+
 def make_stream_step(judge: Judge, batch: int):
     """Jitted ``(g_state, c_state, key, targets [G]) -> (z [B, D], ok [G, B], masses [G, B, A])``.
     """

@@ -1,0 +1,100 @@
+"""Group-restricted chains: the proposal keeps the prior, the chain samples the restricted
+prior exactly, and the helpers (directions, autocorrelation, thinning) do what they say."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import stats
+
+from jaxfair.sampling import chains
+
+D = 6
+
+
+def test_pcn_proposal_leaves_the_prior_invariant():
+    n = 20_000
+    z = jax.random.normal(jax.random.key(0), (n, D))
+    q = np.linalg.qr(np.random.default_rng(0).normal(size=(D, 2)))[0]
+    prop = chains.pcn_propose(jax.random.key(1), z, jnp.broadcast_to(q, (n, D, 2)),
+                              jnp.full(n, 0.3), jnp.full(n, 0.9))
+    x = np.asarray(prop)
+    assert np.abs(x.mean(axis=0)).max() < 0.03
+    assert np.abs(np.cov(x.T) - np.eye(D)).max() < 0.04
+    # and it is a real move: correlated with z, less so across the free complement
+    inside = np.asarray(z) @ q
+    assert np.corrcoef(inside[:, 0], (x @ q)[:, 0])[0, 1] == pytest.approx(
+        np.sqrt(1 - 0.3 ** 2), abs=0.02)
+
+
+def _toy_accepts(g_state, c_state, z, targets):
+    """Group 'z0 > 1 and z1 < 0' (about 8 % of the prior); targets unused."""
+    del g_state, c_state, targets
+    return (z[:, 0] > 1.0) & (z[:, 1] < 0.0)
+
+
+def _exact_group_samples(n, seed):
+    r = np.random.default_rng(seed)
+    z = r.normal(size=(40 * n, D))
+    return z[(z[:, 0] > 1.0) & (z[:, 1] < 0.0)][:n].astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def toy_chain_states():
+    c, steps = 64, 240
+    run = chains.make_chain_run(_toy_accepts, steps)
+    q = np.eye(D, 2, dtype=np.float32)
+    z0 = _exact_group_samples(c, 0)
+    _, hist, moved = run(None, None, jax.random.key(3), None, jnp.broadcast_to(q, (c, D, 2)),
+                         jnp.full(c, 0.6), jnp.full(c, 1.0), jnp.asarray(z0))
+    return np.asarray(hist), np.asarray(moved)
+
+
+def test_chain_states_are_draws_of_the_restricted_prior(toy_chain_states):
+    hist, moved = toy_chain_states
+    assert _toy_accepts(None, None, hist.reshape(-1, D), None).all()  # never leaves the group
+    assert 0.1 < moved[0::2].mean() < 0.9 and moved[1::2].mean() > 0.95
+    x = hist[::12].reshape(-1, D)  # 20 x 64 thinned states
+    # constrained coordinates: truncated normals; free ones: standard normals
+    assert stats.kstest(x[:, 0], stats.truncnorm(1.0, np.inf).cdf).statistic < 0.05
+    assert stats.kstest(x[:, 1], stats.truncnorm(-np.inf, 0.0).cdf).statistic < 0.05
+    for i in range(2, D):
+        assert stats.kstest(x[:, i], "norm").statistic < 0.05
+
+
+def test_a_proposal_that_ignores_the_prior_is_caught(monkeypatch):
+    """A plain random walk with the same acceptance samples the group uniformly, not as the
+    prior does: its free coordinates spread out, and the check above fails for it."""
+    def walk(key, z, q, b_c, b_f):
+        del q, b_c
+        return z + b_f[:, None] * jax.random.normal(key, z.shape)
+
+    monkeypatch.setattr(chains, "pcn_propose", walk)
+    c = 64
+    run = chains.make_chain_run(_toy_accepts, 240)
+    _, hist, _ = run(None, None, jax.random.key(3), None, jnp.zeros((c, D, 2)),
+                     jnp.full(c, 0.6), jnp.full(c, 1.0), jnp.asarray(_exact_group_samples(c, 0)))
+    x = np.asarray(hist)[::12].reshape(-1, D)
+    assert max(stats.kstest(x[:, i], "norm").statistic for i in range(2, D)) > 0.1
+
+
+def test_directions_recover_a_planted_direction():
+    r = np.random.default_rng(0)
+    z = r.normal(size=(4000, 16))
+    v = r.normal(size=16)
+    v /= np.linalg.norm(v)
+    q = chains.directions(z, (z @ v)[:, None] + 0.1 * r.normal(size=(4000, 1)))
+    assert q.shape == (16, 1)
+    assert abs(float(q[:, 0] @ v)) > 0.99
+
+
+def test_autocorrelation_and_thinning():
+    r = np.random.default_rng(0)
+    x = np.zeros((2000, 8, 3))
+    for t in range(1, 2000):  # AR(1) with rho 0.8
+        x[t] = 0.8 * x[t - 1] + np.sqrt(1 - 0.64) * r.normal(size=(8, 3))
+    assert chains.lag1_autocorrelation(x) == pytest.approx(0.8, abs=0.02)
+    assert chains.thinning(0.8, 0.2, 100) == 8  # 0.8^8 = 0.17 <= 0.2 < 0.8^7
+    assert chains.thinning(0.1, 0.2, 100) == 1
+    assert chains.thinning(0.999, 0.2, 32) == 32
+    assert chains.lag1_autocorrelation(np.ones((5, 2, 2))) == 0.999  # nothing moved
