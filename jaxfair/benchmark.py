@@ -61,6 +61,12 @@ _BATCH1_SECONDS = flags.DEFINE_float("batch1_seconds", 20.0,
 _PRESET = flags.DEFINE_enum("preset", None, list(PRESETS),
                             "Random-weight FFHQ generator + ResNet-34 FairFace classifier "
                             "instead of the config's checkpoints.")
+_JOBS = flags.DEFINE_list(
+    "jobs", None, "Job-level comparison instead: run the main job with each of these methods "
+    "(rejection, planner, search, branching, distribution; jaxfair.report.jobs) and compare "
+    "evaluations, wall time and (demo world) faithfulness and truth.")
+_JOBS_DIR = flags.DEFINE_string("jobs_dir", "out/benchmark_jobs",
+                                "Where --jobs writes one dataset per method.")
 _TARGET = flags.DEFINE_string("target", None, "Target group (default: config.search.target; "
                               "with --preset: race=black,gender=female).")
 
@@ -236,7 +242,31 @@ def decompose(rows: dict, flop: float, peak: float) -> dict:
     return out
 
 
+def jobs_main(config) -> None:
+    """``--jobs``: the same dataset by every listed method (jaxfair.report.jobs)."""
+    from jaxfair.report import jobs
+
+    for arm in _JOBS.value:
+        if arm not in jobs.ARMS:
+            cli.fail("jaxfair.benchmark", f"unknown job {arm!r} in --jobs; choose from "
+                                          f"{', '.join(jobs.ARMS)}")
+    demo = os.path.normpath(config.generator) == os.path.normpath("checkpoints/demo/generator")
+    results = jobs.run(config, _JOBS.value, _JOBS_DIR.value, demo)
+    result = {"device": f"{jax.devices()[0].device_kind} x{len(jax.devices())} "
+                        f"({platform.machine()}, {os.cpu_count()} CPU cores)",
+              "load_average_1min": os.getloadavg()[0], "threshold": config.threshold,
+              "groups": list(config.attributes), "quota": config.identities_per_group,
+              "jobs": results}
+    print(jobs.table(results))
+    if _OUT.value:
+        os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)
+        with open(_OUT.value, "w") as f:
+            json.dump(result, f, indent=2)
+
+
 def main(config):
+    if _JOBS.value:
+        return jobs_main(config)
     sc = config.search
     key = jax.random.key(sc.seed)
     if _PRESET.value:

@@ -170,25 +170,33 @@ class Dataset:
         Returns:
           float32 [N, w_dim] (latent_space 'w') or [N, num_ws, w_dim] ('wplus').
         """
+        return self._rows(records, LATENTS, "latents")
+
+    def z(self, records: Sequence[dict]) -> np.ndarray:
+        """The prior latents z [N, z_dim] of ``records`` (datasets found in z space: the
+        planner's, the search's in space z), in their order."""
+        return self._rows(records, "z.npy", "z")
+
+    def _rows(self, records: Sequence[dict], name: str, what: str) -> np.ndarray:
         rows_by_unit: dict[int, list[int]] = {}
         for i, r in enumerate(records):
             rows_by_unit.setdefault(r["unit"], []).append(i)
         out = None
         for idx in rows_by_unit.values():
             shard = self._shard(records[idx[0]])
-            path = os.path.join(shard.path, LATENTS)
+            path = os.path.join(shard.path, name)
             try:
-                arr = np.load(path, mmap_mode="r")
+                arr = np.load(path, mmap_mode="r", allow_pickle=False)
             except (OSError, ValueError) as e:
-                raise DatasetError(f"{path}: cannot read latents ({e})") from None
+                raise DatasetError(f"{path}: cannot read {what} ({e})") from None
             if arr.shape[0] != shard.num_records:
-                raise DatasetError(f"{path}: {arr.shape[0]} latent rows but DONE says "
+                raise DatasetError(f"{path}: {arr.shape[0]} {what} rows but DONE says "
                                    f"{shard.num_records} records")
             if out is None:
                 out = np.empty((len(records), *arr.shape[1:]), np.float32)
             out[idx] = arr[[records[i]["latent_row"] for i in idx]]
         if out is None:
-            raise DatasetError(f"{self.path}: no records to load latents for")
+            raise DatasetError(f"{self.path}: no records to load {what} for")
         return out
 
     def _shard(self, record: dict) -> Shard:
