@@ -25,6 +25,7 @@ batched render-and-judge per step. Step ``t`` of chunk ``r`` uses key
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import jax
@@ -57,28 +58,36 @@ def pcn_propose(key: jax.Array, z: jax.Array, q: jax.Array, b_c: jax.Array, b_f:
     return keep_c * zc + b_c[:, None] * xc + keep_f * zf + b_f[:, None] * xf
 
 
+def is_free_move(t, period):
+    """Step t of a chunk moves in the free complement (else in the constrained span): the
+    last step of every ``period`` (>= 2), so a fraction 1 / period of the moves."""
+    return t % period == period - 1
+
+
 def make_chain_run(accepts: Callable, steps: int):
-    """Jitted ``(g_state, c_state, key, targets [C], q [C, D, k], b_c [C], b_f [C], z [C, D])
-    -> (z [C, D], history [T, C, D], moved [T, C] bool)``: T steps of every chain.
+    """Jitted ``(g_state, c_state, key, targets [C], q [C, D, k], b_c [C], b_f [C],
+    period [C], z [C, D]) -> (z [C, D], history [T, C, D], moved [T, C] bool)``: T steps of
+    every chain.
 
     ``accepts(g_state, c_state, z [C, D], targets) -> [C] bool`` is the group test of each
-    chain's proposal (``Judge.accepts``; any pure indicator in tests).
-
-    Even steps move in the constrained span only (step ``b_c``), odd steps in its complement
-    only (``b_f``): each kernel leaves the target invariant, so their alternation does, and
-    each has its own acceptance rate to adapt its step size to (``moved[0::2]``,
-    ``moved[1::2]``). Where the span is right, free moves are almost always accepted and
-    their step size grows to 1: a fresh draw of every unconstrained coordinate.
+    chain's proposal (``Judge.accepts``; any pure indicator in tests). Each step moves in
+    one subspace only, the constrained span (step ``b_c``) or its complement (``b_f``, the
+    steps where ``is_free_move``): each kernel leaves the target invariant, so any
+    schedule of them does, and each has its own acceptance rate to adapt its step size to.
+    Where the span is right, free moves are almost always accepted with a step of 1 (a
+    fresh draw of every unconstrained coordinate), so a chain needs few of them and spends
+    most of its evaluations where the group constrains it (``period``, chosen from the
+    measured autocorrelations, planner.py).
     """
 
     @jax.jit
-    def run(g_state, c_state, key, targets, q, b_c, b_f, z):
+    def run(g_state, c_state, key, targets, q, b_c, b_f, period, z):
         zero = jnp.zeros_like(b_c)
 
         def body(z, t):
-            even = t % 2 == 0
-            prop = pcn_propose(jax.random.fold_in(key, t), z, q, jnp.where(even, b_c, zero),
-                               jnp.where(even, zero, b_f))
+            free = is_free_move(t, period)
+            prop = pcn_propose(jax.random.fold_in(key, t), z, q, jnp.where(free, zero, b_c),
+                               jnp.where(free, b_f, zero))
             ok = accepts(g_state, c_state, prop, targets)
             z = jnp.where(ok[:, None], prop, z)
             return z, (z, ok)
@@ -87,6 +96,24 @@ def make_chain_run(accepts: Callable, steps: int):
         return z, hist, moved
 
     return run
+
+
+def schedule(rho_in: float, rho_out: float, free_fraction: float, rho_max: float,
+             max_thin: int) -> tuple[int, int]:
+    """(period, thin) for the next chunk from this chunk's measured per-step lag-1
+    autocorrelations inside the constrained span and outside it.
+
+    Per move of its own kind the correlations are ``rho_in ** (1 / (1 - f))`` and
+    ``rho_out ** (1 / f)`` (f: this chunk's fraction of free moves; the other kind leaves a
+    subspace unchanged). ``k_c`` constrained and ``k_f`` free moves bring each below
+    ``rho_max``; the period puts them in that proportion and ``thin`` covers both.
+    """
+    f = min(max(free_fraction, 1e-6), 1 - 1e-6)
+    k_c = thinning(rho_in ** (1.0 / (1.0 - f)), rho_max, max_thin)
+    k_f = thinning(rho_out ** (1.0 / f), rho_max, max_thin)
+    period = max(2, round((k_c + k_f) / k_f))
+    thin = max(math.ceil(k_c * period / (period - 1)), k_f * period)
+    return period, int(min(max_thin, thin))
 
 
 def directions(z: np.ndarray, scores: np.ndarray, ridge: float = 1.0) -> np.ndarray:

@@ -145,6 +145,21 @@ def allocate(need: np.ndarray, eligible: np.ndarray, num_chains: int) -> np.ndar
     return out
 
 
+def assign_slots(current: np.ndarray, alloc: np.ndarray) -> np.ndarray:
+    """Chain slots -> group ([C], -1 idle) for ``alloc`` chains per group, keeping every
+    chain that may continue in its slot (its state and thinning clock go on) and filling
+    the lowest free slots with new chains."""
+    out = np.full(len(current), -1, np.int64)
+    for g, n in enumerate(alloc):
+        mine = np.nonzero(current == g)[0][:n]
+        out[mine] = g
+    for g, n in enumerate(alloc):
+        more = n - int(np.sum(out == g))
+        if more > 0:
+            out[np.nonzero(out < 0)[0][:more]] = g
+    return out
+
+
 class Planner:
     """The planner's compiled steps and its host loop (see module docstring)."""
 
@@ -177,7 +192,8 @@ class Planner:
             "chain_evaluations": 0,
             "stream_hits": np.zeros(G, np.int64),
             "chain_mode": np.zeros(G, bool), "beta": np.full((G, 2), self.s.beta_init),
-            "thin": np.ones(G, np.int64), "chain_group_evals": np.zeros(G, np.int64),
+            "thin": np.ones(G, np.int64), "period": np.full(G, 2, np.int64),
+            "chain_group_evals": np.zeros(G, np.int64),
             "chain_kept": np.zeros(G, np.int64), "rho": np.zeros((G, 2)),
             "q": np.zeros((G, D, self.k), np.float32), "seed_next": np.zeros(G, np.int64),
             "fit_z": np.zeros((0, D), np.float32), "fit_masses": np.zeros((0, G, A),
@@ -221,14 +237,19 @@ class Planner:
 
     # Rounds -----------------------------------------------------------------------------
 
+    def _chain_costs(self, s: dict) -> np.ndarray:
+        """[G] chain evaluations per kept identity: measured, else the mean of the measured
+        groups, else the guess."""
+        measured = s["chain_kept"] > 0
+        cost = np.where(measured, s["chain_group_evals"] / np.maximum(s["chain_kept"], 1), 0.0)
+        default = cost[measured].mean() if measured.any() else self.s.chain_cost_guess
+        return np.where(measured, cost, default)
+
     def _decide(self, s: dict) -> np.ndarray:
         need = self.s.quota - self.counts(s)
         n = max(1, s["stream_evaluations"])
         yields = (s["stream_hits"] + 0.5) / (n + 1.0)
-        measured = s["chain_kept"] > 0
-        cost = np.where(measured, s["chain_group_evals"] / np.maximum(s["chain_kept"], 1), 0.0)
-        default = cost[measured].mean() if measured.any() else self.s.chain_cost_guess
-        cost = np.where(measured, cost, default)
+        cost = self._chain_costs(s)
         startable = self.counts(s) > 0
         if not self.s.num_chains:
             return need > 0
@@ -274,10 +295,15 @@ class Planner:
         need = self.s.quota - counts
         eligible = s["chain_mode"] & (need > 0) & (counts > 0)
         alloc = allocate(need, eligible, self.s.num_chains)
+        # No more chains than a group can use this round (a kept identity costs about
+        # cost_g steps), and the call only as wide as the live chains need (powers of two:
+        # a few traces at most), so the last identities do not pay for idle chains.
+        useful = np.ceil(need * self._chain_costs(s) / self.s.chain_steps).astype(int)
+        alloc = np.minimum(alloc, np.maximum(useful, 1) * (alloc > 0))
         if alloc.sum() == 0:
             return
-        slots = np.concatenate([np.full(a, g) for g, a in enumerate(alloc)] +
-                               [np.full(self.s.num_chains - alloc.sum(), -1)]).astype(np.int64)
+        slots = assign_slots(s["chain_group"], alloc)
+        width = min(self.s.num_chains, 1 << int(np.max(np.nonzero(slots >= 0)[0])).bit_length())
         for g in np.nonzero(eligible & ~np.any(s["q"] != 0, axis=(1, 2)))[0]:
             s["q"][g] = self._directions(s, g)
         for c in range(self.s.num_chains):  # (re)start chains whose group changed
@@ -288,22 +314,25 @@ class Planner:
                 s["seed_next"][g] += 1
                 s["chain_since"][c] = 0
         s["chain_group"] = slots
-        # Idle slots (no group) run the first eligible group's chain 0 state, discarded.
-        live = slots >= 0
-        g_of = np.where(live, slots, slots[live][0])
-        z0 = np.where(live[:, None], s["chain_z"], s["chain_z"][np.argmax(live)])
+        # Idle slots within the call's width run chain 0's state again, discarded.
+        live = slots[:width] >= 0
+        g_of = np.where(live, slots[:width], slots[0])
+        z0 = np.where(live[:, None], s["chain_z"][:width], s["chain_z"][0])
         targets = attributes.stack_targets([self.targets_list[g] for g in g_of])
         beta = jnp.asarray(s["beta"][g_of], jnp.float32)
         z, hist, moved = jax.device_get(self.chain_run(
             self.G.state, self.C.state, jax.random.fold_in(self.chain_root, s["round"]),
-            targets, jnp.asarray(s["q"][g_of]), beta[:, 0], beta[:, 1], jnp.asarray(z0)))
-        s["chain_z"] = np.where(live[:, None], z, s["chain_z"])
+            targets, jnp.asarray(s["q"][g_of]), beta[:, 0], beta[:, 1],
+            jnp.asarray(s["period"][g_of], jnp.int32), jnp.asarray(z0)))
+        s["chain_z"][:width] = np.where(live[:, None], z, s["chain_z"][:width])
         s["chain_evaluations"] += hist.shape[0] * hist.shape[1]
         for g in np.nonzero(alloc)[0]:
             mine = np.nonzero(slots == g)[0]
+            free = np.asarray(chain_lib.is_free_move(np.arange(hist.shape[0]),
+                                                     s["period"][g]))
             # Robbins-Monro on log step size, each move kind towards the target rate.
-            for kind in (0, 1):
-                acc = float(moved[kind::2, mine].mean())
+            for kind, steps in ((0, ~free), (1, free)):
+                acc = float(moved[steps][:, mine].mean())
                 s["beta"][g, kind] = float(np.clip(s["beta"][g, kind] * math.exp(
                     2.0 * (acc - self.s.target_acceptance)), 0.01, 1.0))
             q = s["q"][g]
@@ -312,8 +341,8 @@ class Planner:
             outside = h - inside @ q.T.astype(np.float64)
             s["rho"][g] = (chain_lib.lag1_autocorrelation(inside),
                            chain_lib.lag1_autocorrelation(outside))
-            s["thin"][g] = chain_lib.thinning(float(s["rho"][g].max()), self.s.rho_max,
-                                              self.s.max_thin)
+            s["period"][g], s["thin"][g] = chain_lib.schedule(
+                *s["rho"][g], float(free.mean()), self.s.rho_max, self.s.max_thin)
             s["chain_group_evals"][g] += hist.shape[0] * len(mine)
         for t in range(hist.shape[0]):  # keep states every thin steps, step-major
             s["chain_since"] += 1
@@ -349,7 +378,7 @@ class Planner:
         return (f"round {s['round']}: {self.evaluations(s)} evaluations "
                 f"(stream {s['stream_evaluations']}, chains {s['chain_evaluations']}); "
                 f"identities {int(counts.sum())}/{self.s.quota * len(counts)}; chains for "
-                + (", ".join(f"{self.groups[g]} (thin {s['thin'][g]}, "
+                + (", ".join(f"{self.groups[g]} (thin {s['thin'][g]}, period {s['period'][g]}, "
                              f"steps {s['beta'][g, 0]:.2f}/{s['beta'][g, 1]:.2f})"
                              for g in np.nonzero(s['chain_mode'])[0]) or "none"))
 

@@ -46,14 +46,17 @@ def toy_chain_states():
     q = np.eye(D, 2, dtype=np.float32)
     z0 = _exact_group_samples(c, 0)
     _, hist, moved = run(None, None, jax.random.key(3), None, jnp.broadcast_to(q, (c, D, 2)),
-                         jnp.full(c, 0.6), jnp.full(c, 1.0), jnp.asarray(z0))
+                         jnp.full(c, 0.6), jnp.full(c, 1.0), jnp.full(c, 3),
+                         jnp.asarray(z0))
     return np.asarray(hist), np.asarray(moved)
 
 
 def test_chain_states_are_draws_of_the_restricted_prior(toy_chain_states):
     hist, moved = toy_chain_states
     assert _toy_accepts(None, None, hist.reshape(-1, D), None).all()  # never leaves the group
-    assert 0.1 < moved[0::2].mean() < 0.9 and moved[1::2].mean() > 0.95
+    free = np.asarray(chains.is_free_move(np.arange(len(moved)), 3))
+    assert free.mean() == pytest.approx(1 / 3, abs=0.01)
+    assert 0.1 < moved[~free].mean() < 0.9 and moved[free].mean() > 0.95
     x = hist[::12].reshape(-1, D)  # 20 x 64 thinned states
     # constrained coordinates: truncated normals; free ones: standard normals
     assert stats.kstest(x[:, 0], stats.truncnorm(1.0, np.inf).cdf).statistic < 0.05
@@ -73,7 +76,8 @@ def test_a_proposal_that_ignores_the_prior_is_caught(monkeypatch):
     c = 64
     run = chains.make_chain_run(_toy_accepts, 240)
     _, hist, _ = run(None, None, jax.random.key(3), None, jnp.zeros((c, D, 2)),
-                     jnp.full(c, 0.6), jnp.full(c, 1.0), jnp.asarray(_exact_group_samples(c, 0)))
+                     jnp.full(c, 0.6), jnp.full(c, 1.0), jnp.full(c, 3),
+                     jnp.asarray(_exact_group_samples(c, 0)))
     x = np.asarray(hist)[::12].reshape(-1, D)
     assert max(stats.kstest(x[:, i], "norm").statistic for i in range(2, D)) > 0.1
 
@@ -98,3 +102,13 @@ def test_autocorrelation_and_thinning():
     assert chains.thinning(0.1, 0.2, 100) == 1
     assert chains.thinning(0.999, 0.2, 32) == 32
     assert chains.lag1_autocorrelation(np.ones((5, 2, 2))) == 0.999  # nothing moved
+
+
+def test_schedule_spends_moves_where_the_chain_is_slow():
+    # slow inside the span, instant outside: one free move per cycle, the rest constrained
+    period, thin = chains.schedule(0.9, 0.0, 0.5, 0.2, 64)
+    assert period > 4 and thin >= period - 1
+    # both slow alike: alternate
+    period, thin = chains.schedule(0.8, 0.8, 0.5, 0.2, 64)
+    assert period == 2
+    assert chains.schedule(0.999, 0.999, 0.5, 0.2, 16)[1] == 16  # capped

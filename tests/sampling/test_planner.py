@@ -104,3 +104,12 @@ def attributes_rows(p, g, n):
     from jaxfair.judge import attributes
 
     return attributes.stack_targets([p.targets_list[g]] * n)
+
+
+def test_chains_keep_their_slots_and_new_ones_take_the_lowest_free():
+    current = np.array([0, 0, 1, 1, 1, -1, 2, -1])
+    out = pl.assign_slots(current, np.array([1, 3, 0, 2]))
+    assert out[0] == 0 and out[1] != 0  # group 0 keeps one of its two chains
+    assert (out[2:5] == 1).all()  # group 1 keeps all three
+    assert out[6] != 2 and (out == 2).sum() == 0
+    assert (out == 3).sum() == 2 and set(np.nonzero(out == 3)[0]) == {1, 5}
