@@ -1,0 +1,1 @@
+"""Judging rendered faces: preprocessing, crops and classifiers (see LAYOUT.md)."""
