@@ -1,0 +1,1 @@
+"""The dataset format: writer, manifest, reader and exports (see LAYOUT.md)."""
