@@ -146,3 +146,41 @@ def test_demo_file():
     assert [m.name for m in r.moves[:5]] == list(NAMES)
     with pytest.raises(recipe.DirectionsError, match="w_dim 64"):
         recipe.load(os.path.join(DEMO, "latent_directions.pkl"), 512, length=1.0)
+
+
+@pytest.mark.slow  # ~60 s of CPU (search compile + 138 renders); python -m pytest -m slow
+def test_generate_with_paper_recipe_crop_and_export(tmp_path):
+    """The main job: 45 moves per identity, each re-classified, with its move and group
+    check recorded; ArcFace crops written; a webdataset export made at the end."""
+    import demo_config
+    import webdataset as wds
+
+    from jaxfair.pipeline import run as pipeline
+    from jaxfair.pipeline.dataset import Dataset
+
+    c = demo_config.load("smoke")
+    c.attributes = ("tone",)
+    c.identities_per_group = 1
+    c.units_per_step = 3
+    c.variation_recipe = "paper"
+    c.directions = os.path.join(DEMO, "latent_directions.pkl")
+    c.keep_outside_group = True
+    c.crop = "arcface112"
+    c.output_format = "webdataset"
+    c.generator, c.classifier = (os.path.join(DEMO, n) for n in ("generator", "classifier"))
+    work = str(tmp_path / "ds")
+    summary = pipeline.run(c, work, log=lambda m: None)
+    ds = Dataset.open(work)
+    recs = list(ds.records())
+    assert ds.plan["variations"] == 45 and summary["images"] == len(recs) == 3 * 46
+    moves = [r["move"] for r in recs if r["variation"] > 0]
+    assert [m["kind"] for m in moves[:45]] == ["expression"] * 5 + ["pose"] * 20 + \
+        ["illumination"] * 20
+    assert all(r["move"] is None for r in recs if r["variation"] == 0)
+    outside = sum(not r["in_group"] for r in recs if r["variation"] > 0)
+    assert all(r["in_group"] == (r["target_probs"]["tone"] >= c.threshold) for r in recs)
+    assert ds.load_image(recs[0]).shape == (112, 112, 3)
+    shards = sorted(os.listdir(os.path.join(work, "export-webdataset")))
+    tars = [os.path.join(work, "export-webdataset", s) for s in shards if s.endswith(".tar")]
+    assert sum(1 for _ in wds.WebDataset(tars, shardshuffle=False, empty_check=False)) == 138
+    print(f"moved faces outside their group: {outside} of {len(moves)}")
