@@ -184,3 +184,20 @@ def test_generate_with_paper_recipe_crop_and_export(tmp_path):
     tars = [os.path.join(work, "export-webdataset", s) for s in shards if s.endswith(".tar")]
     assert sum(1 for _ in wds.WebDataset(tars, shardshuffle=False, empty_check=False)) == 138
     print(f"moved faces outside their group: {outside} of {len(moves)}")
+
+
+def test_generate_refuses_bad_directions_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    path = _write(tmp_path, _data(w_dim=8))
+    message = "w_dim 8, the generator's w_dim is 64"
+    work = str(tmp_path / "ds")
+    res = subprocess.run([sys.executable, "-m", "jaxfair.generate",
+                          "--config=configs/demo.py:smoke",
+                          f"--workdir={work}", "--config.variation_recipe=paper",
+                          f"--config.directions={path}"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=600)
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2 and message in lines[-1] and path in lines[-1], res.stderr
+    assert "Traceback" not in res.stderr and not os.path.exists(work)
