@@ -5,6 +5,7 @@ import glob
 import io
 import json
 import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -252,6 +253,14 @@ def test_refusals_leave_nothing(dataset, tmp_path, monkeypatch):
     assert os.listdir(busy) == ["x"]
     with pytest.raises(ExportError, match="unknown format"):
         export(dataset["root"], "tfrecord", str(tmp_path / "a"))
+    cropped = tmp_path / "cropped"
+    shutil.copytree(dataset["root"], cropped)
+    plan = json.loads((cropped / "plan.json").read_text())
+    plan["config"]["crop"] = "arcface112"
+    (cropped / "plan.json").write_text(json.dumps(plan))
+    with pytest.raises(ExportError, match="already cropped"):
+        export(str(cropped), "webdataset", str(tmp_path / "c"), crop="arcface112")
+    shutil.rmtree(cropped)
     # A failure half-way removes the temporary directory and writes no OUT.
     from jaxfair.dataset.export import webdataset as wds_export
 

@@ -60,6 +60,9 @@ def export(dataset: str, fmt: str, out: str, crop: str = "none", image_format: s
     if os.path.exists(out) and (not os.path.isdir(out) or os.listdir(out)):
         raise ExportError(f"{out} exists and is not empty; choose a new --out")
     ds = Dataset.open(dataset)
+    if crop != "none" and ds.plan.get("config", {}).get("crop", "none") != "none":
+        raise ExportError(f"{dataset}: its images are already cropped "
+                          f"({ds.plan['config']['crop']}); export with --crop=none")
     fmt_img = image_format or common._EXT.get(ds.plan["image_format"], "png")
     start = time.perf_counter()
     s = common.survey(ds, val_fraction)
