@@ -14,6 +14,7 @@ in an uninterrupted run) and only its missing units are written.
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable
 
 import jax
@@ -159,8 +160,11 @@ def run(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False
     if proc == 0:
         result = _finalize(config, workdir, head, plan, worker, log)
         if config.get("output_format"):
-            s = export_lib.export(workdir, config.output_format,
-                                  f"{workdir}/export-{config.output_format}", log=log)
+            dest = f"{workdir}/export-{config.output_format}"
+            # A pure function of the finished dataset: a resumed or overwritten run redoes it.
+            shutil.rmtree(dest, ignore_errors=True)
+            s = export_lib.export(workdir, config.output_format, dest,
+                                  crop="none", log=log)
             log(f"exported {s['images']} images to {workdir}/export-{config.output_format} "
                 f"in {s['seconds']:.1f} s")
     distributed.barrier("manifest")

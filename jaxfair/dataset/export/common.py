@@ -262,9 +262,11 @@ def pairs(s: Survey, seed: int = 0) -> list[dict]:
         keys = s.val_keys[i]
         if len(keys) > 1:
             pair(i, keys[0], i, keys[1 + rng.integers(len(keys) - 1)], "same")
-        within = [j for j in by_group[s.group[i]] if j != i]
-        if within:
-            j = within[rng.integers(len(within))]
+        same_group = by_group[s.group[i]]
+        if len(same_group) > 1:  # rejection again: no O(n) list per identity
+            j = i
+            while j == i:
+                j = same_group[rng.integers(len(same_group))]
             pair(i, keys[0], j, s.val_keys[j][rng.integers(len(s.val_keys[j]))],
                  "different_within_group")
         if len(by_group) > 1:
