@@ -9,7 +9,8 @@ work units of 10 identities, 6 units per compiled step.
 
 Variants: ``:smoke`` (2 identities per group, small populations), ``:variations`` (3
 extra images per identity along the demo's fitted W directions,
-checkpoints/demo/directions.npz).
+checkpoints/demo/directions.npz), ``:paper`` (the paper's 45 moves per identity along
+checkpoints/demo/latent_directions.pkl).
 """
 
 import ml_collections
@@ -40,7 +41,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.searches_per_unit = 2  # fused searches per unit (population c.search.population_size)
     c.variations = 0  # extra images per identity along the directions
     c.variation_tries = 3  # candidates per requested variation before giving up
-    c.directions = ""  # .npz of named W directions (python -m jaxfair.directions)
+    c.directions = ""  # .npz of named W directions (python -m jaxfair.directions), or with
+    # variation_recipe 'paper' a Colbois latent_directions.pkl (or .npz: sweeps)
+    c.variation_recipe = "random"  # random: c.variations mixes of c.directions; paper: the
+    # paper's 45 moves per identity (jaxfair/pipeline/recipe.py; c.variations is ignored)
+    c.keep_outside_group = False  # paper recipe: keep moved faces classified outside the
+    # identity's group (their records say in_group false) instead of dropping them
+    c.crop = "none"  # images written: none (full frame) or arcface112 (insightface crop)
+    c.output_format = ""  # also export DIR/export-<format> after the run (docs/datasets.md)
     c.identity_radius = 0.05  # rms W distance (w_std units) below which identities are one
     c.render_batch = 64  # full-resolution render + re-classification batch
     c.latent_dtype = "float32"  # latents.npy: float32 or float16 (half the size, lossy)
@@ -139,6 +147,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     elif arg == "variations":
         c.variations = 3
         c.directions = "checkpoints/demo/directions.npz"
+    elif arg == "paper":
+        c.variation_recipe = "paper"
+        c.directions = "checkpoints/demo/latent_directions.pkl"
     elif arg:
-        raise ValueError(f"unknown variant {arg!r}; use smoke or variations")
+        raise ValueError(f"unknown variant {arg!r}; use smoke, variations or paper")
     return c

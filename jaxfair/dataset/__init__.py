@@ -1,1 +1,1 @@
-"""The dataset on disk: shard writer, manifest (plan.json, manifest.json), reader."""
+"""The dataset on disk: shard writer, manifest (plan.json, manifest.json), reader, exports."""

@@ -14,6 +14,7 @@ in an uninterrupted run) and only its missing units are written.
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable
 
 import jax
@@ -21,12 +22,15 @@ import ml_collections
 import numpy as np
 
 import jaxfair
+from jaxfair.dataset import export as export_lib
 from jaxfair.dataset import manifest, writer
 from jaxfair.io import checkpoints
 from jaxfair.io import images as imlib
 from jaxfair.judge import attributes
+from jaxfair.judge.crops import CROPS
 from jaxfair.pipeline import distributed, finders
 from jaxfair.pipeline import plan as plan_lib
+from jaxfair.pipeline import recipe as recipe_lib
 from jaxfair.pipeline import variations as var_lib
 from jaxfair.pipeline import worker as compute
 from jaxfair.pipeline.progress import Progress
@@ -48,6 +52,16 @@ def validate(config: ml_collections.ConfigDict, schema: attributes.Schema) -> No
                          f"{config.variations} and {config.variation_tries}")
     if config.variations and not config.directions:
         raise ValueError("variations > 0 needs a directions file (config.directions)")
+    if config.get("variation_recipe", "random") not in ("random", "paper"):
+        raise ValueError(f"variation_recipe must be random or paper, got "
+                         f"{config.variation_recipe!r}")
+    if config.get("variation_recipe") == "paper" and not config.directions:
+        raise ValueError("variation_recipe paper needs a directions file (config.directions)")
+    if config.get("crop", "none") not in CROPS:
+        raise ValueError(f"crop must be one of {', '.join(CROPS)}, got {config.crop!r}")
+    if config.get("output_format", "") not in ("", *export_lib.FORMATS):
+        raise ValueError(f"output_format must be '' or one of {', '.join(export_lib.FORMATS)}, "
+                         f"got {config.output_format!r}")
     if config.image_format not in (*imlib.FORMATS, "none"):
         raise ValueError(f"image_format must be one of {(*imlib.FORMATS, 'none')}, got "
                          f"{config.image_format!r}")
@@ -65,14 +79,15 @@ def validate(config: ml_collections.ConfigDict, schema: attributes.Schema) -> No
 
 
 def header(config: ml_collections.ConfigDict, G, C, groups: list[str], plan,
-           latent_space: str) -> dict:
+           latent_space: str, recipe: recipe_lib.Recipe | None = None) -> dict:
     """plan.json: what the run makes and from what (compared on resume)."""
     cfg = json.loads(config.to_json())
     return {
         "format": manifest.FORMAT, "jaxfair_version": jaxfair.__version__,
         "method": config.method, "attributes": list(config.attributes),
         "schema": {a.name: list(a.classes) for a in C.schema.attributes},
-        "groups": {g: plan.quota for g in groups}, "variations": config.variations,
+        "groups": {g: plan.quota for g in groups},
+        "variations": len(recipe) if recipe is not None else config.variations,
         "image_format": config.image_format,
         "latent_space": latent_space,
         "latent_dtype": config.latent_dtype,
@@ -83,7 +98,7 @@ def header(config: ml_collections.ConfigDict, G, C, groups: list[str], plan,
                                ("classifier", config.classifier))}
         | ({"directions": {"path": config.directions,
                            "sha256": checkpoints.fingerprint(config.directions)}}
-           if config.variations else {}),
+           if config.variations or recipe is not None else {}),
         "config": manifest.fingerprint_config(cfg), "units": len(plan.units)}
 
 
@@ -103,15 +118,20 @@ def run(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False
     G = jaxfair.load_generator(config.generator)
     C = jaxfair.load_classifier(config.classifier)
     validate(config, C.schema)
-    directions = (var_lib.load(config.directions, G.config.w_dim) if config.variations
-                  else None)
+    paper = config.get("variation_recipe", "random") == "paper"
+    directions = (var_lib.load(config.directions, G.config.w_dim)
+                  if config.variations and not paper else None)
     groups = [attributes.format_target(t, C.schema) for _, t in
               attributes.enumerate_groups(C.schema, tuple(config.attributes))]
     plan = plan_lib.Plan.create(groups, config.identities_per_group,
                                 config.identities_per_unit, config.units_per_step)
     finder = finders.create(config, G, C, groups)
+    # .npz sweeps are in units of L = w_std sqrt(w_dim), as variations.py's moves.
+    recipe = (recipe_lib.load(config.directions, G.config.w_dim,
+                              float(finder.prior.w_std) * G.config.w_dim**0.5)
+              if paper else None)
     log(f"devices: {', '.join(str(d) for d in jax.local_devices())}; config:\n{config}")
-    head = header(config, G, C, groups, plan, finder.latent_space)
+    head = header(config, G, C, groups, plan, finder.latent_space, recipe)
     proc, nproc = jax.process_index(), jax.process_count()
     if proc == 0:
         manifest.prepare(workdir, head, overwrite)
@@ -120,12 +140,12 @@ def run(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False
         manifest.prepare(workdir, head, overwrite=False)  # must match what process 0 wrote
     finder.prepare(workdir, log)  # dataset-wide search before any unit (the planner)
 
-    worker = compute.Worker(config, G, C, groups, finder, directions)
+    worker = compute.Worker(config, G, C, groups, finder, directions, recipe)
     mine = plan.steps_of(proc, nproc)
     done = writer.done_units(workdir)
     removed = writer.clean_partial(workdir, [u.id for s in mine for u in s])
     todo = [s for s in mine if not all(u.id in done for u in s)]
-    per_identity = 1 + config.variations
+    per_identity = 1 + (len(recipe) if recipe is not None else config.variations)
     total_units = sum(u.id not in done for s in todo for u in s)
     total_images = sum(u.size for s in todo for u in s if u.id not in done) * per_identity
     log(f"process {proc}/{nproc}: {len(plan.units)} units in {len(plan.steps)} steps, "
@@ -143,6 +163,14 @@ def run(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False
     result = {"units_written": out.units_written, "images_written": out.images_written}
     if proc == 0:
         result = _finalize(config, workdir, head, plan, worker, log)
+        if config.get("output_format"):
+            dest = f"{workdir}/export-{config.output_format}"
+            # A pure function of the finished dataset: a resumed or overwritten run redoes it.
+            shutil.rmtree(dest, ignore_errors=True)
+            s = export_lib.export(workdir, config.output_format, dest,
+                                  crop="none", log=log)
+            log(f"exported {s['images']} images to {workdir}/export-{config.output_format} "
+                f"in {s['seconds']:.1f} s")
     distributed.barrier("manifest")
     return result
 

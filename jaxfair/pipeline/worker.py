@@ -6,7 +6,10 @@
 
   find       the unit's identities (finders.py: the fused search or a fitted distribution);
   render     at full resolution, classified again (fixed batch, padded: one trace);
-  variations K images per identity along the directions file (see variations.py).
+  variations K images per identity along the directions file (see variations.py), or the
+             paper's moves (recipe.py), each re-classified and its group check recorded;
+  crop       the written images optionally ArcFace-aligned (judge/crops.py) on the device,
+             after the classifier has seen the full image.
 """
 
 from __future__ import annotations
@@ -18,10 +21,11 @@ import ml_collections
 import numpy as np
 
 from jaxfair.io import images as imlib
-from jaxfair.judge import attributes
+from jaxfair.judge import attributes, crops
 from jaxfair.judge.classifier import predict as classifier_predict
 from jaxfair.models import stylegan2 as sg
 from jaxfair.pipeline import finders
+from jaxfair.pipeline import recipe as recipe_lib
 from jaxfair.pipeline import variations as var_lib
 from jaxfair.pipeline.plan import Unit
 from jaxfair.search import objective as obj
@@ -52,7 +56,8 @@ class Worker:
     """Shared state of every step of a run (models, finder, prior, compiled functions)."""
 
     def __init__(self, config: ml_collections.ConfigDict, G, C, groups: list[str],
-                 finder: finders.Finder, directions: var_lib.Directions | None):
+                 finder: finders.Finder, directions: var_lib.Directions | None,
+                 recipe: recipe_lib.Recipe | None = None):
         self.config, self.G, self.C = config, G, C
         self.finder = finder
         self.targets = [attributes.parse_target(g, C.schema) for g in groups]
@@ -63,7 +68,8 @@ class Worker:
         self.var_root = jax.random.fold_in(jax.random.key(config.seed),
                                            finders.VARIATIONS_STREAM)
         self.directions = directions
-        self._render = _render_fn(G, C, config.noise_mode)
+        self.recipe = recipe
+        self._render = _render_fn(G, C, config.noise_mode, config.get("crop", "none"))
 
     # Render and records ---------------------------------------------------------------
 
@@ -101,9 +107,26 @@ class Worker:
         ok = np.asarray(obj.accepted(self.objective, probs, target))
         rows_ws, rows_img, rows_probs, ident, variation = [ws], [imgs], [probs], \
             [np.arange(len(ws))], [np.zeros(len(ws), int)]
-        rejected = missing = 0
+        move, inside = [np.full(len(ws), -1)], [ok]
+        rejected = missing = outside = tried = 0
         k = self.config.variations
-        if k:
+        if self.recipe is not None:
+            m = len(self.recipe)
+            moved = np.asarray(recipe_lib.apply(self.recipe, ws), np.float32)
+            moved = moved.reshape(len(ws) * m, *ws.shape[1:])
+            v_probs, v_imgs = self.render(moved)
+            tried = len(moved)
+            v_ok = np.asarray(obj.accepted(self.objective, v_probs, target))
+            keep = v_ok | bool(self.config.get("keep_outside_group", False))
+            outside, rejected = int(np.sum(~v_ok)), int(np.sum(~keep))
+            rows_ws.append(moved[keep])
+            rows_img.append(v_imgs[keep])
+            rows_probs.append({a: p[keep] for a, p in v_probs.items()})
+            ident.append(np.repeat(np.arange(len(ws)), m)[keep])
+            move.append(np.tile(np.arange(m), len(ws))[keep])
+            variation.append(move[-1] + 1)  # variation v = move v - 1 (gaps where dropped)
+            inside.append(v_ok[keep])
+        elif k:
             v = var_lib.generate(self.directions, self.prior, ws, k,
                                  self.config.variation_tries,
                                  jax.random.fold_in(self.var_root, unit.id),
@@ -114,10 +137,14 @@ class Worker:
             ident.append(v.identity)
             variation.append(v.index)
             rejected, missing = v.rejected, v.missing
+            tried = len(ws) * k * self.config.variation_tries
+            move.append(np.full(len(v.ws), -1))
+            inside.append(np.ones(len(v.ws), bool))  # generate() keeps only in-group faces
         ws_all = np.concatenate(rows_ws)
         imgs_all = np.concatenate(rows_img)
         probs_all = {a: np.concatenate([p[a] for p in rows_probs]) for a in probs}
         ident, variation = np.concatenate(ident), np.concatenate(variation)
+        move, inside = np.concatenate(move), np.concatenate(inside)
         order = np.lexsort((variation, ident))  # identity-major: i000-v00, i000-v01, ...
         masses = np.asarray(obj.target_masses(probs_all, target, self.C.schema.names))
         constrained = [a.name for a in self.C.schema.attributes
@@ -137,19 +164,25 @@ class Worker:
                                              5) for name in constrained},
                 "unit": unit.id, "seed": self.config.seed,
                 "search": int(found.search[ident[i]])})
+            if self.recipe is not None:  # the move (None: the identity's own image)
+                records[-1]["move"] = (self.recipe.moves[move[i]].as_dict() if move[i] >= 0
+                                       else None)
+                records[-1]["in_group"] = bool(inside[i])
         latent = ws_all[order] if self.finder.latent_space == "wplus" else ws_all[order][:, 0]
         z = found.z[ident[order]] if found.z is not None else None
         return UnitOutput(unit, records, np.asarray(latent, np.float32), imgs_all[order], z,
-                          {"rendered": len(ws),
-                           "variation_candidates": len(ws) * k * self.config.variation_tries,
+                          {"rendered": len(ws), "variation_candidates": tried,
                            "variations_rejected": rejected, "variations_missing": missing,
+                           "variations_outside_group": outside,
                            "score_disagreements": int(np.sum(~ok))})
 
 
-def _render_fn(G, C, noise_mode: str):
+def _render_fn(G, C, noise_mode: str, crop: str = "none"):
     @jax.jit
     def render(g_state, c_state, ws):
         img = sg.synthesis(G.graphdef, g_state, ws, noise_mode, None, None)
-        return (classifier_predict(C.graphdef, c_state, img, C.preprocess, C.schema),
-                imlib.to_uint8(img))
+        out = imlib.to_uint8(img)
+        if crop == "arcface112":  # the classifier judged the full frame; this is written
+            out = crops.arcface112(out)
+        return (classifier_predict(C.graphdef, c_state, img, C.preprocess, C.schema), out)
     return render

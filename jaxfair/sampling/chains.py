@@ -103,14 +103,17 @@ def schedule(rho_in: float, rho_out: float, free_fraction: float, rho_max: float
     """(period, thin) for the next chunk from this chunk's measured per-step lag-1
     autocorrelations inside the constrained span and outside it.
 
-    Per move of its own kind the correlations are ``rho_in ** (1 / (1 - f))`` and
-    ``rho_out ** (1 / f)`` (f: this chunk's fraction of free moves; the other kind leaves a
-    subspace unchanged). ``k_c`` constrained and ``k_f`` free moves bring each below
-    ``rho_max``; the period puts them in that proportion and ``thin`` covers both.
+    A move of the other kind leaves a subspace unchanged (correlation 1), so with a fraction
+    f of free moves the per-step values mix the two: ``rho_in = f + (1 - f) r_c`` and
+    ``rho_out = (1 - f) + f r_f``, whence the per-move correlations r_c, r_f. ``k_c``
+    constrained and ``k_f`` free moves bring each below ``rho_max``; the period puts them in
+    that proportion and ``thin`` covers both.
     """
     f = min(max(free_fraction, 1e-6), 1 - 1e-6)
-    k_c = thinning(rho_in ** (1.0 / (1.0 - f)), rho_max, max_thin)
-    k_f = thinning(rho_out ** (1.0 / f), rho_max, max_thin)
+    r_c = float(np.clip((rho_in - f) / (1.0 - f), 0.0, 0.999))
+    r_f = float(np.clip((rho_out - (1.0 - f)) / f, 0.0, 0.999))
+    k_c = thinning(r_c, rho_max, max_thin)
+    k_f = thinning(r_f, rho_max, max_thin)
     period = max(2, round((k_c + k_f) / k_f))
     thin = max(math.ceil(k_c * period / (period - 1)), k_f * period)
     return period, int(min(max_thin, thin))
@@ -134,11 +137,13 @@ def directions(z: np.ndarray, scores: np.ndarray, ridge: float = 1.0) -> np.ndar
     y = y - y.mean(axis=0)
     n, d = z.shape
     coef = np.linalg.solve(z.T @ z + ridge * n * np.eye(d) / d, z.T @ y)  # [D, k]
-    keep = np.linalg.norm(coef, axis=0) > 0
-    if not keep.any():
+    norms = np.linalg.norm(coef, axis=0)
+    if not (norms > 0).any():
         return np.zeros((d, 0), np.float32)
-    q, _ = np.linalg.qr(coef[:, keep])
-    return q.astype(np.float32)
+    # Columns often span fewer directions than they number (the classes of one attribute
+    # move along one axis): keep the ones the data supports, in order of strength.
+    u, sv, _ = np.linalg.svd(coef / np.maximum(norms, 1e-30), full_matrices=False)
+    return u[:, sv > 0.1 * sv[0]].astype(np.float32)
 
 
 def lag1_autocorrelation(history: np.ndarray) -> float:

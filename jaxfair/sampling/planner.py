@@ -173,7 +173,9 @@ class Planner:
         self.constrained = [
             [i for i, a in enumerate(C.schema.attributes) if not np.asarray(t.masks[a.name]).all()]
             for t in self.targets_list]
-        self.k = max(1, max(len(c) for c in self.constrained))
+        # Span width: an attribute of K classes moves along at most K - 1 directions.
+        sizes = [len(a.classes) - 1 for a in C.schema.attributes]
+        self.k = max(1, max(sum(sizes[i] for i in c) for c in self.constrained))
         self.w_std = float(w_std)
         self.stream_root = jax.random.fold_in(root, 0)
         self.chain_root = jax.random.fold_in(root, 1)
@@ -285,8 +287,12 @@ class Planner:
         q = np.zeros((self.G.config.z_dim, self.k), np.float32)
         if not cols or len(s["fit_z"]) < 2:
             return q
-        m = np.clip(s["fit_masses"][:, g][:, cols].astype(np.float64), 1e-6, 1 - 1e-6)
-        basis = chain_lib.directions(s["fit_z"], np.log(m) - np.log1p(-m))
+        # Every class of a constrained attribute (each group's mass on it is one class's
+        # probability, or a union's): a middle class ("medium") is a band whose own log-odds
+        # is not monotone along its axis, its neighbours' are.
+        m = s["fit_masses"][:, :, cols].reshape(len(s["fit_z"]), -1).astype(np.float64)
+        m = np.unique(np.clip(m, 1e-6, 1 - 1e-6), axis=1)
+        basis = chain_lib.directions(s["fit_z"], np.log(m) - np.log1p(-m))[:, :self.k]
         q[:, :basis.shape[1]] = basis
         return q
 
