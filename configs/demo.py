@@ -56,8 +56,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.imagefolder = False  # also write DIR/imagefolder/<group>/<identity>/<k>.<ext>
     c.planner = ml_collections.ConfigDict(dict(  # method=planner (jaxfair.sampling.planner)
         stream_batch=256,  # prior samples per compiled stream step
-        stream_batches=2,  # stream steps per round
-        num_chains=32,  # group-restricted chains advanced together (0: binned rejection)
+        stream_batches=1,  # stream steps per round (the planner decides again after each)
+        num_chains=16,  # group-restricted chains advanced together (0: binned rejection)
         chain_steps=16,  # steps per chain per round (one compiled scan)
         rho_max=0.2,  # largest correlation between consecutive kept states of a chain
         max_thin=32,  # cap on the thinning interval (chain steps)

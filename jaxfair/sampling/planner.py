@@ -63,8 +63,8 @@ class Settings:
 
     quota: int
     stream_batch: int = 256
-    stream_batches: int = 2
-    num_chains: int = 32
+    stream_batches: int = 1
+    num_chains: int = 16
     chain_steps: int = 16
     rho_max: float = 0.2
     max_thin: int = 32
