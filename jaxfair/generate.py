@@ -11,6 +11,8 @@ README "Dataset format") and resumes it when rerun on the same --workdir. Multi-
 
 from __future__ import annotations
 
+import sys
+
 from absl import flags, logging
 
 from jaxfair import cli
@@ -27,6 +29,9 @@ _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in the r
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
 
 PROG = "jaxfair.generate"
+# Exit status when the budget ran out with some group short of its quota (every reachable
+# group finished, manifest.json lists the shortfall); 2 is bad input.
+SHORTFALL_STATUS = 3
 
 
 def main(config):
@@ -52,6 +57,12 @@ def main(config):
     if "counts" in summary:
         print(f"wrote {summary['images']} images of {summary['identities']} identities in "
               f"{len(summary['counts'])} groups to {workdir}")
+    if summary.get("shortfall"):
+        for group, s in summary["shortfall"].items():
+            print(f"{PROG}: short: {group}: {s['identities']} identities, {s['missing']} "
+                  f"missing (best target probabilities {s['best_target_probs']}); rerun with "
+                  f"a larger budget to resume", file=sys.stderr)
+        sys.exit(SHORTFALL_STATUS)
 
 
 if __name__ == "__main__":

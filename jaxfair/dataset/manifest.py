@@ -38,8 +38,20 @@ def write_json(path: str, obj: dict) -> None:
     os.replace(tmp, path)
 
 
+# Budgets: a larger one finishes what a smaller one left short and never changes a finished
+# unit (the planner resumes its rounds; a search unit takes a prefix of its archive).
+BUDGET_KEYS = (("planner", "max_evaluations_per_identity"), ("search", "max_generations"),
+               ("distribution", "max_draw_factor"))
+
+
 def fingerprint_config(config: dict) -> dict:
-    return {k: v for k, v in config.items() if k not in EXECUTION_KEYS}
+    """The settings that decide what a run writes (execution and budget keys left out)."""
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in config.items()
+           if k not in EXECUTION_KEYS}
+    for section, key in BUDGET_KEYS:
+        if isinstance(out.get(section), dict):
+            out[section].pop(key, None)
+    return out
 
 
 def _diff(a, b, prefix="") -> str | None:

@@ -56,8 +56,12 @@ class Finder(Protocol):
     prior: spaces.Prior
     latent_space: str  # what latents.npy holds: 'w' or 'wplus'
     evaluations: dict[str, int]  # evaluations of a dataset-wide phase (not a unit's)
+    short: dict[int, int]  # groups the finder could not fill: missing identities
+    best: dict[str, dict[str, float]]  # their best target probabilities
 
     def prepare(self, workdir: str, log) -> None: ...  # before any unit
+
+    def covers(self, unit: Unit) -> bool: ...  # whether find() can make this unit
 
     def find(self, units: list[Unit]) -> list[Found]: ...
 
@@ -87,9 +91,15 @@ class SearchFinder:
     """The fused search engine over a step's units (see module docstring)."""
 
     evaluations: dict[str, int] = {}  # every evaluation belongs to a unit
+    short: dict[int, int] = {}  # a unit that cannot be filled stops the job instead
+    best: dict[str, dict[str, float]] = {}
 
     def prepare(self, workdir: str, log) -> None:
         del workdir, log
+
+    def covers(self, unit: Unit) -> bool:
+        del unit
+        return True
 
     def __init__(self, config: ml_collections.ConfigDict, G, C, groups: list[str]):
         self.config, self.G, self.C, self.groups = config, G, C, groups
@@ -164,9 +174,15 @@ class DistributionFinder:
     """Verified draws from the fitted per-group mixtures (see module docstring)."""
 
     evaluations: dict[str, int] = {}  # every evaluation belongs to a unit
+    short: dict[int, int] = {}  # a unit that cannot be filled stops the job instead
+    best: dict[str, dict[str, float]] = {}
 
     def prepare(self, workdir: str, log) -> None:
         del workdir, log
+
+    def covers(self, unit: Unit) -> bool:
+        del unit
+        return True
 
     def __init__(self, config: ml_collections.ConfigDict, G, C, groups: list[str]):
         from jaxfair.distribution import draw as dd  # only this method needs it

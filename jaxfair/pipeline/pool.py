@@ -20,6 +20,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from jaxfair.errors import JaxfairError
 from jaxfair.pipeline import distributed
 from jaxfair.pipeline.plan import Unit
 from jaxfair.sampling import planner as planner_lib
@@ -30,8 +31,8 @@ STATE = "planner.npz"
 PLANNER_STREAM = 3  # fold_in data of the planner's keys under the run's root key
 
 
-class Shortfall(RuntimeError):
-    """The planner's budget ran out before every group had its quota."""
+class Shortfall(JaxfairError, RuntimeError):
+    """A unit asks for identities the planner did not find."""
 
 
 def settings(config: ml_collections.ConfigDict, num_groups: int) -> planner_lib.Settings:
@@ -72,7 +73,9 @@ class PoolFinder:
         return {"stream": int(s["stream_evaluations"]), "chains": int(s["chain_evaluations"])}
 
     def prepare(self, workdir: str, log: Callable[[str], None]) -> None:
-        """Runs (or resumes, or reads) the planner; raises Shortfall when a group is short."""
+        """Runs (or resumes, or reads) the planner. Groups it could not fill within its
+        budget are listed in ``short`` (and logged); their units that the found identities
+        cover are still made, so every reachable group finishes."""
         path = os.path.join(workdir, STATE)
         if jax.process_index() == 0:
             state = planner_lib.load(path) if os.path.exists(path) else None
@@ -84,16 +87,20 @@ class PoolFinder:
         distributed.barrier("planner")
         self.state = planner_lib.load(path)
         counts = self.planner.counts(self.state)
-        short = np.nonzero(counts < self.planner.s.quota)[0]
-        if len(short):
-            best = self.state["best"]
-            raise Shortfall(
-                f"planner budget ({self.planner.s.max_evaluations} evaluations, "
-                f"planner.max_evaluations_per_identity) spent; short: " + "; ".join(
-                    f"{self.groups[g]} {counts[g]}/{self.planner.s.quota} (best target "
-                    f"probability " + ", ".join(
-                        f"{a.name} {best[g, i]:.3f}" for i, a in
-                        enumerate(self.C.schema.attributes)) + ")" for g in short))
+        quota = self.planner.s.quota
+        self.short = {int(g): int(quota - counts[g]) for g in np.nonzero(counts < quota)[0]}
+        best = self.state["best"]
+        self.best = {self.groups[g]: {a.name: round(float(best[g, i]), 4) for i, a in
+                                      enumerate(self.C.schema.attributes)} for g in self.short}
+        for g in self.short:
+            log(f"planner: budget ({self.planner.s.max_evaluations} evaluations) spent with "
+                f"{self.groups[g]} at {counts[g]}/{quota}; best target probabilities "
+                f"{self.best[self.groups[g]]}")
+
+    def covers(self, unit: Unit) -> bool:
+        """The planner found every identity of ``unit``."""
+        n = len(self.state[f"pool_z_{unit.group}"])
+        return unit.index * self.config.identities_per_unit + unit.size <= n
 
     def find(self, units: list[Unit]) -> list:
         from jaxfair.pipeline.finders import Found  # finders imports this module

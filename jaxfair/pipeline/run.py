@@ -13,6 +13,7 @@ in an uninterrupted run) and only its missing units are written.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from collections.abc import Callable
@@ -141,7 +142,10 @@ def run(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False
     finder.prepare(workdir, log)  # dataset-wide search before any unit (the planner)
 
     worker = compute.Worker(config, G, C, groups, finder, directions, recipe)
-    mine = plan.steps_of(proc, nproc)
+    # Units the finder cannot make (a group short of its quota) are left out; the others of
+    # their step are computed alone, as they would be in the full step (independent units).
+    mine = [c for c in ([u for u in s if finder.covers(u)] for s in plan.steps_of(proc, nproc))
+            if c]
     done = writer.done_units(workdir)
     removed = writer.clean_partial(workdir, [u.id for s in mine for u in s])
     todo = [s for s in mine if not all(u.id in done for u in s)]
@@ -179,10 +183,11 @@ def _finalize(config, workdir: str, head: dict, plan, worker, log) -> dict:
     """Cross-unit near-duplicates, top-up units until every group has its quota, manifest."""
     w_std = float(np.asarray(worker.prior.w_std))
     for _ in range(MAX_TOP_UP_ROUNDS + 1):
-        excluded, kept = manifest.exclude_near_duplicates(workdir, plan.units,
-                                                          config.identity_radius, w_std)
+        excluded, kept = manifest.exclude_near_duplicates(
+            workdir, [u for u in plan.units if worker.finder.covers(u)], config.identity_radius,
+            w_std)
         short = {g: plan.quota - kept.get(g, 0) for g in range(len(plan.groups))
-                 if kept.get(g, 0) < plan.quota}
+                 if kept.get(g, 0) < plan.quota and g not in worker.finder.short}
         if not short:
             break
         plan = plan.extend(short)
@@ -202,7 +207,17 @@ def _finalize(config, workdir: str, head: dict, plan, worker, log) -> dict:
         raise RuntimeError(f"groups still short of their quota after {MAX_TOP_UP_ROUNDS} "
                            f"rounds of top-up units (identity_radius "
                            f"{config.identity_radius} too large?)")
-    summary = manifest.summarise(workdir, head, plan, excluded, worker.finder.evaluations)
+    covered = [u for u in plan.units if worker.finder.covers(u)]
+    summary = manifest.summarise(workdir, head, dataclasses.replace(plan, units=tuple(covered)),
+                                 excluded, worker.finder.evaluations)
+    if worker.finder.short:
+        summary["complete"] = False
+        summary["shortfall"] = {
+            plan.groups[g]: {"identities": summary["counts"][plan.groups[g]]["identities"],
+                             "missing": plan.quota - summary["counts"][plan.groups[g]][
+                                 "identities"],
+                             "best_target_probs": worker.finder.best.get(plan.groups[g])}
+            for g in sorted(worker.finder.short)}
     if config.imagefolder and config.image_format != "none":
         summary["imagefolder_images"] = manifest.write_imagefolder(workdir, plan, excluded)
     manifest.write_json(f"{workdir}/{manifest.MANIFEST}", summary)

@@ -246,3 +246,21 @@ def test_unwritable_workdir_is_one_line(env, tmp_path):
     rc, _, err = generate(str(blocker / "ds"), env)
     assert rc == 2 and "cannot write to" in err, err
     assert_one_error_line(err)
+
+
+def test_a_short_budget_finishes_reachable_groups_then_resumes_to_the_same_dataset(
+        smoke, env, tmp_path):
+    work = str(tmp_path / "ds")
+    # 64 stream samples (one round) fill the common groups, not the rare ones
+    rc, _, err = generate(work, env, "--config.planner.max_evaluations_per_identity=2")
+    assert rc == 3, err
+    short = [line for line in err.splitlines() if "jaxfair.generate: short:" in line]
+    assert short and "Traceback" not in err
+    with open(os.path.join(work, "manifest.json")) as f:
+        m = json.load(f)
+    assert not m["complete"] and set(m["shortfall"]) == {line.split(": ")[2] for line in short}
+    assert all(m["counts"][g]["identities"] == 2 for g in m["counts"] if g not in m["shortfall"])
+    # a larger budget is not another config: it resumes and fills the shortfall
+    rc, _, err = generate(work, env)
+    assert rc == 0, err
+    assert_same_dataset(smoke[0], work)
