@@ -9,7 +9,7 @@ A hostile file can still try to crash, poison or exhaust the reader, so (docs/se
     lengths, frames, nesting, dict keys, BUILD targets and object counts;
   * each load gets fresh stand-ins for the allow-listed globals (nothing shared survives it);
   * every tensor is checked against its storage (sizes, strides, offset, extent) and every
-    allocation against a budget derived from the file's size (``_Budget``);
+    allocation against a budget derived from the file's size (``Budget``);
   * zip entries are checked for size and compression ratio before they are decompressed.
 
 Formats understood:
@@ -24,11 +24,13 @@ Tensors come back as numpy arrays; NVIDIA persistent modules come back as ``Pers
 from __future__ import annotations
 
 import collections
+import contextlib
 import io
 import math
 import pickle
 import struct
 import zipfile
+from collections.abc import Iterator
 from typing import Any, BinaryIO
 
 import numpy as np
@@ -104,7 +106,29 @@ def describe_error(e: BaseException) -> str:
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
-class _Budget:
+@contextlib.contextmanager
+def untrusted(what: str = "checkpoint") -> Iterator[None]:
+    """Turns any failure while reading untrusted data into one ``CheckpointError``.
+
+    The importers' boundary: a crafted file can make parsing code fail in ways nobody
+    enumerated (a string where a number belongs, a missing table, a cycle), and the user
+    must see one line, never a traceback.
+    """
+    try:
+        yield
+    except CheckpointError:
+        raise
+    except MemoryError:
+        raise CheckpointError(f"out of memory reading the {what} (crafted or corrupt file?)"
+                              ) from None
+    except RecursionError:
+        raise CheckpointError(f"{what} structure is nested too deeply (crafted file?)"
+                              ) from None
+    except Exception as e:  # noqa: BLE001 (the boundary: anything else is a malformed file)
+        raise CheckpointError(f"malformed {what} ({describe_error(e)})") from None
+
+
+class Budget:
     """Bytes one load may still allocate; shared by every stream and storage of the file."""
 
     def __init__(self, file_size: int):
@@ -265,7 +289,7 @@ class _Load:
     """
 
     def __init__(self, file_size: int):
-        self.budget = _Budget(file_size)
+        self.budget = Budget(file_size)
         self.materialize = True  # False in the first pass over a legacy stream
         self.easydict = type("EasyDict", (EasyDict,), {})
         self.namespace = type("Namespace", (Namespace,), {})
@@ -597,6 +621,11 @@ def load_file(path: str) -> Any:
             data = f.read()
     except OSError as e:
         raise CheckpointError(f"cannot read file ({e.strerror})") from None
+    with untrusted():
+        return _load_data(data)
+
+
+def _load_data(data: bytes) -> Any:
     if not data:
         raise CheckpointError("file is empty")
     load = _Load(len(data))
