@@ -167,7 +167,7 @@ def read_layers(path: str) -> list[tuple[str, dict[str, np.ndarray]]]:
 
 def _read_layers(h5py, f, file_size: int) -> list[tuple[str, dict[str, np.ndarray]]]:
     root = f
-    if "model_weights" in f:  # model.save() nests the weights here
+    if f.get("model_weights", getlink=True) is not None:  # model.save() nests weights here
         root = _resolve(h5py, f, f, "model_weights")
     if root is None or _attr(h5py, root, "layer_names", file_size) is None:
         raise CheckpointError("not a Keras 2 HDF5 weights file (no 'layer_names' "

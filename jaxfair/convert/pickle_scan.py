@@ -40,7 +40,14 @@ MAX_DEPTH = 64    # container nesting (real checkpoints stay under 20)
 KEY_DEPTH = 4     # tuple nesting inside one dict key or set element
 KEY_COST = 256    # elements hashed for one key
 MAX_MARKS = 256   # open MARKs at once
-OBJECT_BYTES = 64  # estimated size of one unpickled object (an empty list is 56 bytes)
+# Estimated bytes per value: the unpickled object (an empty list is 72 bytes with its GC
+# header) plus the scanner's own record of it. Shared primitives cost the object only.
+OBJECT_BYTES = 128
+PRIMITIVE_BYTES = 64
+# Opcodes per load (all streams of one file): a torch data.pkl takes about 45 per tensor
+# (resnet34: 10k), the tiny NVIDIA golden network 8k; 1M is far above real files and
+# bounds the scan to a few seconds.
+MAX_OPS = 1_000_000
 
 _PRIMITIVES = frozenset({
     "INT", "BININT", "BININT1", "BININT2", "LONG", "LONG1", "LONG4", "FLOAT", "BINFLOAT",
@@ -74,11 +81,17 @@ def _prim(arg) -> _Value:
     return _Value("prim", keysafe=True, text=text)
 
 
+_PRIM = _Value("prim", keysafe=True)  # shared: primitives are never modified
+
+
 def _tuple(items: list[_Value]) -> _Value:
     depth = 1 + max((v.depth for v in items), default=0)
     cost = min(1 + sum(v.cost for v in items), KEY_COST + 1)
     keysafe = all(v.keysafe for v in items) and depth <= KEY_DEPTH and cost <= KEY_COST
     return _Value("tuple", depth, cost, keysafe)
+
+
+_EMPTY_TUPLE = _tuple([])
 
 
 class _Machine:
@@ -90,12 +103,13 @@ class _Machine:
         self.marks: list[int] = []
         self.memo: dict[int, _Value] = {}
         self.bytes = 0
+        self.kwargs_next = False  # NEWOBJ_EX carries a kwargs dict above the args
 
     # stack plumbing ------------------------------------------------------------------------
     def push(self, v: _Value, payload: int = 0) -> None:
         if v.depth > MAX_DEPTH:
             raise UnsafePickle(f"containers nested deeper than {MAX_DEPTH} levels")
-        self.bytes += OBJECT_BYTES + payload
+        self.bytes += (PRIMITIVE_BYTES if v.kind == "prim" else OBJECT_BYTES) + payload
         if self.bytes > self.max_bytes:
             raise UnsafePickle(f"pickle would build more than {self.max_bytes} bytes of "
                                "objects (too many for the file's size)")
@@ -143,118 +157,162 @@ class _Machine:
                                "code from a checkpoint)")
         return role
 
-    # opcodes -------------------------------------------------------------------------------
-    def step(self, name: str, arg, pos: int) -> None:  # noqa: C901 (one branch per opcode)
-        if name in _PRIMITIVES:
-            payload = len(arg) if isinstance(arg, (str, bytes)) else 0
-            self.push(_prim(arg), payload)
-        elif name in _REFUSED:
-            raise UnsafePickle(f"refused pickle opcode {name}: {_REFUSED[name]}")
-        elif name == "PROTO":
-            if not 0 <= arg <= 5:
-                raise UnsafePickle(f"unsupported pickle protocol {arg}")
-        elif name == "FRAME":
-            if arg > self.end - pos - 9:
-                raise UnsafePickle("corrupt pickle (frame longer than the rest of the file)")
-        elif name == "STOP":
-            if len(self.stack) != 1 or self.marks:
-                raise UnsafePickle("corrupt pickle (unbalanced stack at STOP)")
-        elif name == "MARK":
-            if len(self.marks) >= MAX_MARKS:
-                raise UnsafePickle(f"more than {MAX_MARKS} nested MARKs")
-            self.marks.append(len(self.stack))
-        elif name == "POP":
-            if self.marks and len(self.stack) == self.marks[-1]:
-                self.marks.pop()
-            else:
-                self.pop()
-        elif name == "POP_MARK":
-            self.pop_mark()
-        elif name == "DUP":
-            self.push(self.top())
-        elif name in ("PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"):
-            idx = len(self.memo) if name == "MEMOIZE" else arg
-            if not isinstance(idx, int) or not 0 <= idx <= len(self.memo):
-                raise UnsafePickle("refused memo index out of sequence (memo bomb?)")
-            self.memo[idx] = self.top()
-        elif name in ("GET", "BINGET", "LONG_BINGET"):
-            if arg not in self.memo:
-                raise UnsafePickle("corrupt pickle (memo index never stored)")
-            self.push(self.memo[arg])
-        elif name in ("EMPTY_TUPLE", "TUPLE", "TUPLE1", "TUPLE2", "TUPLE3"):
-            n = {"EMPTY_TUPLE": 0, "TUPLE1": 1, "TUPLE2": 2, "TUPLE3": 3}.get(name)
-            items = self.pop_mark() if n is None else [self.pop() for _ in range(n)][::-1]
-            self.push(_tuple(items), 8 * len(items))
-        elif name in ("EMPTY_LIST", "LIST"):
-            items = self.pop_mark() if name == "LIST" else []
-            self.push(_Value("list", 1 + max((v.depth for v in items), default=0)),
-                      8 * len(items))
-        elif name in ("EMPTY_DICT", "DICT"):
-            items = self.pop_mark() if name == "DICT" else []
-            if len(items) % 2:
-                raise UnsafePickle("corrupt pickle (odd number of dict items)")
-            self.keys(items[::2], "dict key")
-            self.push(_Value("dict", 1 + max((v.depth for v in items), default=0)),
-                      16 * len(items))
-        elif name == "EMPTY_SET":
-            self.push(_Value("set", 1))
-        elif name == "FROZENSET":
-            items = self.pop_mark()
-            self.keys(items, "set element")
-            self.push(_Value("frozenset", 1 + max((v.depth for v in items), default=0)),
-                      16 * len(items))
-        elif name == "BYTEARRAY8":
-            self.push(_Value("bytearray"), len(arg))
-        elif name == "APPEND":
-            v = self.pop()
-            self._append(self.top(), [v])
-        elif name == "APPENDS":
-            items = self.pop_mark()
-            self._append(self.top(), items)
-        elif name == "SETITEM":
-            v, k = self.pop(), self.pop()
-            self._setitems(self.top(), [k, v])
-        elif name == "SETITEMS":
-            items = self.pop_mark()
-            if len(items) % 2:
-                raise UnsafePickle("corrupt pickle (odd number of dict items)")
-            self._setitems(self.top(), items)
-        elif name == "ADDITEMS":
-            items = self.pop_mark()
-            target = self.top()
-            if target.kind != "set":
-                raise UnsafePickle(f"refused ADDITEMS into a {target.kind}")
-            self.keys(items, "set element")
-            self.grow(target, items, 2)
-        elif name == "GLOBAL":
-            module, _, attr = arg.partition(" ")
-            self.push(_Value("global", role=self.role(module, attr)))
-        elif name == "STACK_GLOBAL":
-            attr, module = self.pop(), self.pop()
-            if attr.text is None or module.text is None:
-                raise UnsafePickle("refused STACK_GLOBAL with non-string names")
-            self.push(_Value("global", role=self.role(module.text, attr.text)))
-        elif name in ("PERSID", "BINPERSID"):
-            pid = _prim(arg) if name == "PERSID" else self.pop()
-            self.push(_Value("persistent", pid.depth + 1))
-        elif name == "REDUCE":
-            args, func = self.pop(), self.pop()
-            self.push(self._call(func, args, "REDUCE"))
-        elif name in ("NEWOBJ", "NEWOBJ_EX"):
-            kwargs = self.pop() if name == "NEWOBJ_EX" else _tuple([])
-            args, cls = self.pop(), self.pop()
-            if cls.role not in (CONSTRUCT, MAPPING):
-                raise UnsafePickle(f"refused {name} of something that is not an allowed class")
-            self.push(self._call(cls, _tuple([args, kwargs]), name))
-        elif name == "BUILD":
-            state = self.pop()
-            target = self.top()
-            if not target.fresh:
-                raise UnsafePickle(f"refused BUILD (state setting) on a {target.kind} the file "
-                                   "did not just create (shared object poisoning?)")
-            self.grow(target, [state])
+    # opcodes: one handler per opcode name (a dict lookup per opcode keeps the scan at a few
+    # microseconds per opcode, which bounds how long a crafted stream can keep it busy) ------
+    def handlers(self) -> dict:
+        h = {name: self.primitive for name in _PRIMITIVES}
+        h.update({name: self.refused(name) for name in _REFUSED})
+        h.update({
+            "PROTO": self.proto, "FRAME": self.frame, "STOP": self.stop, "MARK": self.mark,
+            "POP": self.pop_op, "POP_MARK": lambda arg, pos: self.pop_mark(),
+            "DUP": lambda arg, pos: self.push(self.top()),
+            "PUT": self.put, "BINPUT": self.put, "LONG_BINPUT": self.put,
+            "MEMOIZE": lambda arg, pos: self.put(len(self.memo), pos),
+            "GET": self.get, "BINGET": self.get, "LONG_BINGET": self.get,
+            "EMPTY_TUPLE": lambda arg, pos: self.push(_EMPTY_TUPLE),
+            "TUPLE": lambda arg, pos: self.make_tuple(self.pop_mark()),
+            "TUPLE1": lambda arg, pos: self.make_tuple([self.pop()]),
+            "TUPLE2": lambda arg, pos: self.make_tuple(self.pop_n(2)),
+            "TUPLE3": lambda arg, pos: self.make_tuple(self.pop_n(3)),
+            "EMPTY_LIST": lambda arg, pos: self.push(_Value("list", 1)),
+            "LIST": lambda arg, pos: self.container("list", self.pop_mark()),
+            "EMPTY_DICT": lambda arg, pos: self.push(_Value("dict", 1)),
+            "DICT": self.dict_op, "EMPTY_SET": lambda arg, pos: self.push(_Value("set", 1)),
+            "FROZENSET": self.frozenset_op,
+            "BYTEARRAY8": lambda arg, pos: self.push(_Value("bytearray"), len(arg)),
+            "APPEND": lambda arg, pos: self.append([self.pop()]),
+            "APPENDS": lambda arg, pos: self.append(self.pop_mark()),
+            "SETITEM": lambda arg, pos: self.setitems(self.pop_n(2)),
+            "SETITEMS": lambda arg, pos: self.setitems(self.pop_mark()),
+            "ADDITEMS": self.additems, "GLOBAL": self.global_op,
+            "STACK_GLOBAL": self.stack_global, "PERSID": self.persid,
+            "BINPERSID": self.persid, "REDUCE": self.reduce, "NEWOBJ": self.newobj,
+            "NEWOBJ_EX": self.newobj, "BUILD": self.build})
+        return h
+
+    def primitive(self, arg, pos) -> None:
+        if isinstance(arg, (str, bytes)):
+            self.push(_prim(arg), len(arg))
         else:
-            raise UnsafePickle(f"refused unknown pickle opcode {name}")
+            self.push(_PRIM)
+
+    @staticmethod
+    def refused(name: str):
+        def handler(arg, pos):
+            raise UnsafePickle(f"refused pickle opcode {name}: {_REFUSED[name]}")
+        return handler
+
+    def proto(self, arg, pos) -> None:
+        if not 0 <= arg <= 5:
+            raise UnsafePickle(f"unsupported pickle protocol {arg}")
+
+    def frame(self, arg, pos) -> None:
+        if arg > self.end - pos - 9:
+            raise UnsafePickle("corrupt pickle (frame longer than the rest of the file)")
+
+    def stop(self, arg, pos) -> None:
+        if len(self.stack) != 1 or self.marks:
+            raise UnsafePickle("corrupt pickle (unbalanced stack at STOP)")
+
+    def mark(self, arg, pos) -> None:
+        if len(self.marks) >= MAX_MARKS:
+            raise UnsafePickle(f"more than {MAX_MARKS} nested MARKs")
+        self.marks.append(len(self.stack))
+
+    def pop_op(self, arg, pos) -> None:
+        if self.marks and len(self.stack) == self.marks[-1]:
+            self.marks.pop()
+        else:
+            self.pop()
+
+    def pop_n(self, n: int) -> list[_Value]:
+        return [self.pop() for _ in range(n)][::-1]
+
+    def put(self, idx, pos) -> None:
+        # Picklers number memo entries 0, 1, 2, ...; the C unpickler sizes its memo table by
+        # the largest index it sees, so a stray 2**31 would cost 16 GB.
+        if not isinstance(idx, int) or not 0 <= idx <= len(self.memo):
+            raise UnsafePickle("refused memo index out of sequence (memo bomb?)")
+        self.memo[idx] = self.top()
+
+    def get(self, idx, pos) -> None:
+        if idx not in self.memo:
+            raise UnsafePickle("corrupt pickle (memo index never stored)")
+        self.push(self.memo[idx])
+
+    def make_tuple(self, items: list[_Value]) -> None:
+        self.push(_tuple(items), 8 * len(items))
+
+    def container(self, kind: str, items: list[_Value]) -> None:
+        self.push(_Value(kind, 1 + max((v.depth for v in items), default=0)), 8 * len(items))
+
+    def dict_op(self, arg, pos) -> None:
+        items = self.pop_mark()
+        if len(items) % 2:
+            raise UnsafePickle("corrupt pickle (odd number of dict items)")
+        self.keys(items[::2], "dict key")
+        self.container("dict", items)
+
+    def frozenset_op(self, arg, pos) -> None:
+        items = self.pop_mark()
+        self.keys(items, "set element")
+        self.container("frozenset", items)
+
+    def additems(self, arg, pos) -> None:
+        items = self.pop_mark()
+        target = self.top()
+        if target.kind != "set":
+            raise UnsafePickle(f"refused ADDITEMS into a {target.kind}")
+        self.keys(items, "set element")
+        self.grow(target, items, 2)
+
+    def global_op(self, arg, pos) -> None:
+        module, _, attr = arg.partition(" ")
+        self.push(_Value("global", role=self.role(module, attr)))
+
+    def stack_global(self, arg, pos) -> None:
+        attr, module = self.pop(), self.pop()
+        if attr.text is None or module.text is None:
+            raise UnsafePickle("refused STACK_GLOBAL with non-string names")
+        self.push(_Value("global", role=self.role(module.text, attr.text)))
+
+    def persid(self, arg, pos) -> None:
+        pid = _prim(arg) if arg is not None else self.pop()
+        self.push(_Value("persistent", pid.depth + 1))
+
+    def reduce(self, arg, pos) -> None:
+        args, func = self.pop(), self.pop()
+        self.push(self._call(func, args, "REDUCE"))
+
+    def newobj(self, arg, pos) -> None:
+        kwargs = self.pop() if self.kwargs_next else _EMPTY_TUPLE
+        args, cls = self.pop(), self.pop()
+        if cls.role not in (CONSTRUCT, MAPPING):
+            raise UnsafePickle("refused NEWOBJ of something that is not an allowed class")
+        self.push(self._call(cls, _tuple([args, kwargs]), "NEWOBJ"))
+
+    def build(self, arg, pos) -> None:
+        state = self.pop()
+        target = self.top()
+        if not target.fresh:
+            raise UnsafePickle(f"refused BUILD (state setting) on a {target.kind} the file "
+                               "did not just create (shared object poisoning?)")
+        self.grow(target, [state])
+
+    def append(self, items: list[_Value]) -> None:
+        target = self.top()
+        if target.kind != "list":
+            raise UnsafePickle(f"refused APPEND to a {target.kind}")
+        self.grow(target, items)
+
+    def setitems(self, items: list[_Value]) -> None:
+        if len(items) % 2:
+            raise UnsafePickle("corrupt pickle (odd number of dict items)")
+        target = self.top()
+        if target.kind != "dict" and not (target.kind == "object" and target.role == MAPPING):
+            raise UnsafePickle(f"refused SETITEM on a {target.kind}")
+        self.keys(items[::2], "dict key")
+        self.grow(target, items, 2)
 
     def _call(self, func: _Value, args: _Value, op: str) -> _Value:
         if func.kind != "global" or func.role not in (CONSTRUCT, MAPPING, CALL):
@@ -264,20 +322,9 @@ class _Machine:
             raise UnsafePickle(f"corrupt pickle ({op} arguments are a {args.kind})")
         return _Value("object", args.depth, role=func.role, fresh=func.role != CALL)
 
-    def _append(self, target: _Value, items: list[_Value]) -> None:
-        if target.kind != "list":
-            raise UnsafePickle(f"refused APPEND to a {target.kind}")
-        self.grow(target, items)
 
-    def _setitems(self, target: _Value, items: list[_Value]) -> None:
-        if target.kind != "dict" and not (target.kind == "object" and target.role == MAPPING):
-            raise UnsafePickle(f"refused SETITEM on a {target.kind}")
-        self.keys(items[::2], "dict key")
-        self.grow(target, items, 2)
-
-
-def scan(f: BinaryIO, roles: Mapping[tuple[str, str], str], max_bytes: int, end: int
-         ) -> tuple[int, int]:
+def scan(f: BinaryIO, roles: Mapping[tuple[str, str], str], max_bytes: int, end: int,
+         max_ops: int = MAX_OPS) -> tuple[int, int, int]:
     """Checks one pickle stream from ``f``'s position up to its STOP opcode.
 
     Args:
@@ -285,22 +332,30 @@ def scan(f: BinaryIO, roles: Mapping[tuple[str, str], str], max_bytes: int, end:
       roles: allow-listed globals ``(module, name)`` -> CONSTRUCT, MAPPING, CALL or VALUE.
       max_bytes: estimated object bytes the stream may build (derived from the file size).
       end: the file's length in bytes (frames may not reach past it).
+      max_ops: most opcodes the stream may have (bounds the scan's time).
 
     Returns:
       (position just after the stream's STOP opcode, where ``f`` is left; estimated bytes
-      of the objects the stream builds).
+      of the objects the stream builds; number of opcodes).
 
     Raises:
       UnsafePickle: the stream is malformed or asks for something refused.
     """
     machine = _Machine(roles, max_bytes, end)
+    handlers = machine.handlers()
     try:
-        for op, arg, pos in pickletools.genops(f):
-            machine.step(op.name, arg, pos)
+        for count, (op, arg, pos) in enumerate(pickletools.genops(f)):
+            if count >= max_ops:
+                raise UnsafePickle(f"pickle has more than {max_ops} opcodes")
+            handler = handlers.get(op.name)
+            if handler is None:
+                raise UnsafePickle(f"refused unknown pickle opcode {op.name}")
+            machine.kwargs_next = op.name == "NEWOBJ_EX"
+            handler(arg, pos)
     except UnsafePickle:
         raise
     except (ValueError, EOFError, OverflowError, UnicodeDecodeError) as e:
         # genops' own findings: truncated arguments, unknown opcodes, lengths past the end.
         raise UnsafePickle(f"corrupt or truncated pickle data ({type(e).__name__}: "
                            f"{str(e)[:200]})") from None
-    return f.tell(), machine.bytes
+    return f.tell(), machine.bytes, count + 1

@@ -291,6 +291,7 @@ class _Load:
     def __init__(self, file_size: int):
         self.budget = Budget(file_size)
         self.materialize = True  # False in the first pass over a legacy stream
+        self.ops_left = pickle_scan.MAX_OPS  # shared by all streams (nested ones included)
         self.easydict = type("EasyDict", (EasyDict,), {})
         self.namespace = type("Namespace", (Namespace,), {})
         storage_types = {n: _StorageType(n) for n in _STORAGE_DTYPES}
@@ -455,10 +456,12 @@ def _unpickle(f: BinaryIO, load: _Load, end: int, load_storage=None) -> Any:
     """Scans, then unpickles, one stream from ``f``'s position; ``end`` is the data's size."""
     start = f.tell()
     try:
-        stop, nbytes = pickle_scan.scan(f, load.roles, load.budget.left, end)
+        stop, nbytes, ops = pickle_scan.scan(f, load.roles, load.budget.left, end,
+                                             load.ops_left)
     except pickle_scan.UnsafePickle as e:
         raise CheckpointError(str(e)) from None
     load.budget.take(nbytes, "the pickled objects")
+    load.ops_left -= ops
     f.seek(start)
     try:
         obj = _RestrictedUnpickler(f, load, load_storage).load()
