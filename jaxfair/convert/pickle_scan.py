@@ -48,6 +48,17 @@ PRIMITIVE_BYTES = 64
 # (resnet34: 10k), the tiny NVIDIA golden network 8k; 1M is far above real files and
 # bounds the scan to a few seconds.
 MAX_OPS = 1_000_000
+# Objects one stream may build (estimated bytes): a fixed allowance plus 32 per byte of the
+# stream. Strings are charged their length, so payload-heavy NVIDIA pickles pass easily;
+# real torch data.pkl files estimate at about 40 bytes per byte, far under 16 MiB; a stream
+# of one-byte container opcodes (128 each) is refused after about 175,000 of them.
+SCAN_BASE_BYTES = 16 << 20
+SCAN_BYTES_PER_BYTE = 32
+
+
+def objects_allowed(stream_bytes: int) -> int:
+    """Estimated object bytes a stream of ``stream_bytes`` bytes may build."""
+    return SCAN_BASE_BYTES + SCAN_BYTES_PER_BYTE * stream_bytes
 
 _PRIMITIVES = frozenset({
     "INT", "BININT", "BININT1", "BININT2", "LONG", "LONG1", "LONG4", "FLOAT", "BINFLOAT",

@@ -456,8 +456,8 @@ def _unpickle(f: BinaryIO, load: _Load, end: int, load_storage=None) -> Any:
     """Scans, then unpickles, one stream from ``f``'s position; ``end`` is the data's size."""
     start = f.tell()
     try:
-        stop, nbytes, ops = pickle_scan.scan(f, load.roles, load.budget.left, end,
-                                             load.ops_left)
+        max_bytes = min(load.budget.left, pickle_scan.objects_allowed(end - start))
+        stop, nbytes, ops = pickle_scan.scan(f, load.roles, max_bytes, end, load.ops_left)
     except pickle_scan.UnsafePickle as e:
         raise CheckpointError(str(e)) from None
     load.budget.take(nbytes, "the pickled objects")

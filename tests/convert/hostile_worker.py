@@ -2,7 +2,7 @@
 
 Run as ``python hostile_worker.py`` with a JSON job on stdin:
   {"cases": [[name, path], ...],            # files to read with formats.read
-   "mutate": {"source": path, "seed": s, "count": n, "dir": d} (optional),
+   "mutate": [{"source": path, "seed": s, "count": n, "dir": d}, ...] (optional),
    "golden": {"pkl": path, "pt": path, "h5": path},
    "reference": {"pt": path, "npz": path} (optional), "mem_cap": bytes, "case_timeout": s}
 
@@ -54,8 +54,9 @@ def digest(arrays: dict) -> str:
     return h.hexdigest()
 
 
-def golden_digests(golden: dict) -> dict:
+def golden_digests(golden: dict, kinds=("pkl", "pt", "h5")) -> dict:
     out = {}
+    golden = {k: v for k, v in golden.items() if k in kinds}
     if "pkl" in golden:
         top = torch_pickle.load_file(golden["pkl"])
         out["pkl"] = digest(sg_import._flat_state(top["G_ema"]))
@@ -137,16 +138,18 @@ def main() -> None:
     expected = golden_digests(job["golden"])
     results = []
 
-    def one(name: str, path: str) -> None:
+    def one(name: str, path: str, kinds) -> None:
         r = run_case(path, cap, timeout)
         r["name"] = name
-        r["golden_intact"] = golden_digests(job["golden"]) == expected
+        got = golden_digests(job["golden"], kinds)
+        r["golden_intact"] = all(got[k] == expected[k] for k in got)
         results.append(r)
 
+    # After each file the golden files of its own format are read again (h5 files: the h5
+    # golden; pickles and zips: both torch goldens); after all files, every golden file.
     for name, path in job.get("cases", []):
-        one(name, path)
-    if "mutate" in job:
-        m = job["mutate"]
+        one(name, path, ("h5",) if name.startswith("h5/") else ("pkl", "pt"))
+    for m in job.get("mutate", []):
         rng = np.random.default_rng(m["seed"])
         with open(m["source"], "rb") as f:
             data = f.read()
@@ -155,9 +158,12 @@ def main() -> None:
             path = os.path.join(m["dir"], f"mutant{i}{ext}")
             with open(path, "wb") as f:
                 f.write(mutate(data, rng))
-            one(f"mutant{i}", path)
+            one(f"{ext[1:]}/mutant{i}", path, (ext[1:],))
             os.remove(path)
-    report = {"results": results, "expected": expected}
+    import jaxfair
+
+    report = {"results": results, "jaxfair": jaxfair.__file__,
+              "golden_intact_at_end": golden_digests(job["golden"]) == expected}
     if "reference" in job:
         report["reference_rel_err"] = reference_logits(job["reference"])
     print(json.dumps(report))

@@ -158,10 +158,11 @@ def bomb_cases(tmp: Path) -> dict[str, str]:
         "bytearray8": write(tmp, "ba8.pkl", b"\x80\x05\x96" + big + b"ab."),
         "frame": write(tmp, "frame.pkl", b"\x80\x04\x95" + big + b"N."),
         "long4": write(tmp, "long4.pkl", b"\x80\x02\x8b\xff\xff\xff\x7fab."),
+        "opcode_count": write(tmp, "ops.pkl", b"\x80\x02" + b"N0" * 1_000_001 + b"N."),
         "mark_nesting": write(tmp, "marks.pkl", b"\x80\x02" + b"(" * 200_000 + b"N."),
         "tuple_nesting": write(tmp, "tuples.pkl", b"\x80\x02N" + b"\x85" * 200_000 + b"."),
         "list_nesting": write(tmp, "lists.pkl", b"\x80\x02]" + b"]" * 5000 + b"a" * 5000 + b"."),
-        "object_count": write(tmp, "count.pkl", b"\x80\x02(" + b"]" * 700_000 + b"l."),
+        "object_count": write(tmp, "count.pkl", b"\x80\x02(" + b"]" * 300_000 + b"l."),
         "dict_key_exponential": write(tmp, "key.pkl", b"\x80\x04}" + tuple_chain(60)
                                       + b"Ns."),
         "set_element_exponential": write(tmp, "set.pkl", b"\x80\x04\x8f(" + tuple_chain(60)
@@ -378,21 +379,78 @@ def deepface_h5(tmp: Path) -> str:
     return write_keras_h5(tmp / "race.h5", keras_layers(random_backbone(rng), random_head(rng, 6)))
 
 
-# Running the worker -------------------------------------------------------------------------
+# Running the workers: all subprocesses start at once (imports dominate their cost) ---------
 
-def run_worker(job: dict) -> dict:
-    job = {"mem_cap": MEM_CAP, "case_timeout": CASE_TIMEOUT,
-           "golden": {"pkl": GOLDEN_PKL, "pt": GOLDEN_PT}, **job}
-    r = subprocess.run([sys.executable, WORKER], input=json.dumps(job), capture_output=True,
-                       text=True, timeout=300, cwd=REPO, env=ENV)
-    assert r.returncode == 0, r.stderr[-3000:]  # a crash, or the watchdog killed a hang
-    assert "Traceback" not in r.stderr and "HDF5-DIAG" not in r.stderr, r.stderr[-3000:]
-    return json.loads(r.stdout.strip().splitlines()[-1])
+CLASSES = {"tensor": tensor_cases, "bomb": bomb_cases, "persistent_id": persistent_id_cases,
+           "poison": poison_cases, "nvidia": nvidia_cases, "h5": h5_cases}
+MUTATIONS = {"pkl": (40, 1), "pt": (40, 2), "h5": (20, 3)}  # source: (count, seed)
+CLI_CASES = {"tensor": "negative_stride", "h5": "external_link"}
 
 
-def check_refused(report: dict, cases: dict[str, str], klass: str) -> None:
-    results = {r["name"]: r for r in report["results"]}
-    assert set(results) == set(cases)
+def start_worker(job: dict) -> subprocess.Popen:
+    job = {"mem_cap": MEM_CAP, "case_timeout": CASE_TIMEOUT, **job}
+    p = subprocess.Popen([sys.executable, WORKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, cwd=REPO, env=ENV)
+    p.stdin.write(json.dumps(job))
+    p.stdin.close()
+    return p
+
+
+def finish_worker(p: subprocess.Popen) -> dict:
+    out, err = p.stdout.read(), p.stderr.read()
+    p.wait(timeout=600)
+    assert p.returncode == 0, err[-3000:]  # a crash, or the watchdog killed a hang
+    assert "Traceback" not in err and "HDF5-DIAG" not in err, err[-3000:]
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def _cap_memory():
+    resource.setrlimit(resource.RLIMIT_AS, (MEM_CAP, MEM_CAP))
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Builds every hostile file, then runs the two workers and the CLI cases side by side."""
+    tmp = tmp_path_factory.mktemp("hostile")
+    cases = {}
+    with pytest.MonkeyPatch.context() as mp:
+        for klass, build in CLASSES.items():
+            d = tmp / klass
+            d.mkdir()
+            cases[klass] = build(d, mp) if klass == "nvidia" else build(d)
+    golden = {"pkl": GOLDEN_PKL, "pt": GOLDEN_PT, "h5": deepface_h5(tmp)}
+    (tmp / "mutants").mkdir()
+    (tmp / "cli").mkdir()
+    crafted = start_worker({
+        "cases": [[f"{k}/{n}", p] for k, c in cases.items() for n, p in c.items()],
+        "golden": golden,
+        "reference": {"pt": GOLDEN_PT, "npz": os.path.join(GOLDEN, "resnet34_w16_reference.npz")}})
+    mutants = start_worker({"golden": golden, "mutate": [
+        {"source": golden[src], "count": n, "seed": seed, "dir": str(tmp / "mutants")}
+        for src, (n, seed) in MUTATIONS.items()]})
+    cli = {k: (cases[k][name], subprocess.Popen(
+        [sys.executable, "-m", "jaxfair.convert", f"--src={cases[k][name]}",
+         f"--out={tmp / 'cli' / k}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, preexec_fn=_cap_memory, cwd=REPO, env=ENV)) for k, name in CLI_CASES.items()}
+    cli_out = {}
+    for k, (src, p) in cli.items():
+        _, err = p.communicate(timeout=600)
+        cli_out[k] = (src, p.returncode, err)
+    return {"cases": cases, "crafted": finish_worker(crafted), "mutants": finish_worker(mutants),
+            "cli": cli_out, "cli_dir": tmp / "cli"}
+
+
+def results_of(report: dict, prefix: str) -> dict[str, dict]:
+    return {r["name"].split("/", 1)[1]: r for r in report["results"]
+            if r["name"].startswith(prefix + "/")}
+
+
+@pytest.mark.parametrize("klass", list(CLASSES))
+def test_hostile_files_are_refused_and_golden_files_stay_intact(runs, klass):
+    """Every crafted file: one CheckpointError line, cheap, and the golden files read
+    bit-identically afterwards in the same process."""
+    results = results_of(runs["crafted"], klass)
+    assert set(results) == set(runs["cases"][klass])
     for name, r in results.items():
         assert r["outcome"] == "refused", (name, r)
         assert "\n" not in r["message"] and 0 < len(r["message"]) < 700, (name, r)
@@ -401,98 +459,66 @@ def check_refused(report: dict, cases: dict[str, str], klass: str) -> None:
     worst = max(results.values(), key=lambda r: r["seconds"])
     fattest = max(results.values(), key=lambda r: r["rss_growth"])
     MEASURED[klass] = {
-        "n": len(results), "max_seconds": worst["seconds"], "slowest": worst["name"],
-        "max_rss_growth_mib": fattest["rss_growth"] / 2**20, "fattest": fattest["name"],
-        "max_peak_rss_mib": max(r["peak_rss"] for r in results.values()) / 2**20}
-    # Every refusal is cheap: nothing was allocated for the bombs.
+        "n": len(results), "max_seconds": round(worst["seconds"], 3), "slowest": worst["name"],
+        "max_rss_growth_mib": round(fattest["rss_growth"] / 2**20, 1),
+        "fattest": fattest["name"],
+        "max_peak_rss_mib": round(max(r["peak_rss"] for r in results.values()) / 2**20, 1)}
+    # Nothing was allocated for the bombs.
     assert fattest["rss_growth"] < 256 << 20, fattest
 
 
-@pytest.mark.parametrize("klass", ["tensor", "bomb", "persistent_id"])
-def test_hostile_torch_files_are_refused(tmp_path, klass):
-    build = {"tensor": tensor_cases, "bomb": bomb_cases, "persistent_id": persistent_id_cases}
-    cases = build[klass](tmp_path)
-    check_refused(run_worker({"cases": list(cases.items())}), cases, klass)
+def test_refusals_name_the_reason(runs):
+    msg = {f"{k}/{n}": r["message"] for k in CLASSES
+           for n, r in results_of(runs["crafted"], k).items()}
+    assert "external files" in msg["h5/external_storage"]
+    assert "external link" in msg["h5/external_link"]
+    assert "loop" in msg["h5/soft_link_loop"] and "loop" in msg["h5/group_link_loop"]
+    assert "declares" in msg["h5/declared_54_gib"]
+    assert "memo" in msg["bomb/memo_index_9_bytes"]
+    assert "zip bomb" in msg["bomb/zip_bomb_ratio"]
+    assert "BUILD" in msg["poison/build_storage_type"]
+    assert "bias_gain" in msg["nvidia/string_bias_gain"]
+    assert "stride" in msg["tensor/negative_stride"]
+    assert "opcodes" in msg["bomb/opcode_count"] or "objects" in msg["bomb/opcode_count"]
 
 
-def test_poisoning_builds_are_refused_and_golden_loads_exactly(tmp_path):
-    """After every refused BUILD the golden files read bit-identically, and at the end the
-    golden classifier still reproduces the reference logits (the reported attack left them
-    off by 1e27 and NaN)."""
-    cases = poison_cases(tmp_path)
-    report = run_worker({"cases": list(cases.items()),
-                         "reference": {"pt": GOLDEN_PT,
-                                       "npz": os.path.join(GOLDEN, "resnet34_w16_reference.npz")}})
-    check_refused(report, cases, "poison")
-    assert report["reference_rel_err"] <= 1e-4
+def test_golden_classifier_still_matches_reference_after_all_hostile_files(runs):
+    """The reported poisoning left a later FairFace load's logits off by 1e27 and NaN."""
+    assert runs["crafted"]["reference_rel_err"] <= 1e-4
 
 
-def test_malformed_nvidia_pickles_are_refused(tmp_path, monkeypatch):
-    cases = nvidia_cases(tmp_path, monkeypatch)
-    check_refused(run_worker({"cases": list(cases.items())}), cases, "nvidia")
+def test_workers_read_this_checkout_and_golden_files_end_intact(runs):
+    for report in (runs["crafted"], runs["mutants"]):
+        assert report["jaxfair"] == os.path.join(REPO, "jaxfair", "__init__.py")
+        assert report["golden_intact_at_end"]
 
 
-def test_hostile_h5_files_are_refused(tmp_path):
-    cases = h5_cases(tmp_path)
-    golden_h5 = deepface_h5(tmp_path)
-    report = run_worker({"cases": list(cases.items()),
-                         "golden": {"pkl": GOLDEN_PKL, "pt": GOLDEN_PT, "h5": golden_h5}})
-    check_refused(report, cases, "h5")
-    messages = {r["name"]: r["message"] for r in report["results"]}
-    assert "external files" in messages["external_storage"]
-    assert "external link" in messages["external_link"]
-    assert "loop" in messages["soft_link_loop"] and "loop" in messages["group_link_loop"]
-    assert "declares" in messages["declared_54_gib"]
-
-
-@pytest.mark.parametrize("source,count,seed", [("pkl", 40, 1), ("pt", 40, 2), ("h5", 20, 3)])
-def test_seeded_mutations_of_golden_files(tmp_path, source, count, seed):
+@pytest.mark.parametrize("source", list(MUTATIONS))
+def test_seeded_mutations_of_golden_files(runs, source):
     """Byte flips, truncations, splices and zeroed ranges: each mutant either still reads or
     is refused with one CheckpointError; never another exception, a crash or a hang."""
-    path = {"pkl": GOLDEN_PKL, "pt": GOLDEN_PT}.get(source) or deepface_h5(tmp_path)
-    golden = {"pkl": GOLDEN_PKL, "pt": GOLDEN_PT}
-    if source == "h5":
-        golden["h5"] = path
-    work = tmp_path / "mutants"
-    work.mkdir()
-    report = run_worker({"mutate": {"source": path, "seed": seed, "count": count,
-                                    "dir": str(work)}, "golden": golden})
-    results = report["results"]
-    assert len(results) == count
+    results = list(results_of(runs["mutants"], source).values())
+    assert len(results) == MUTATIONS[source][0]
     for r in results:
         assert r["outcome"] in ("ok", "refused"), r
         assert "\n" not in r["message"] and len(r["message"]) < 700, r
         assert r["golden_intact"], r
     refused = sum(r["outcome"] == "refused" for r in results)
-    assert refused >= count // 4  # the mutations do reach the structure
+    assert refused >= len(results) // 4  # the mutations do reach the structure
     MEASURED[f"mutations_{source}"] = {
-        "n": count, "refused": refused, "max_seconds": max(r["seconds"] for r in results),
-        "max_rss_growth_mib": max(r["rss_growth"] for r in results) / 2**20}
+        "n": len(results), "refused": refused,
+        "max_seconds": round(max(r["seconds"] for r in results), 3),
+        "max_rss_growth_mib": round(max(r["rss_growth"] for r in results) / 2**20, 1)}
 
 
-# The real entry point and the library API ---------------------------------------------------
-
-def _cap_memory():
-    resource.setrlimit(resource.RLIMIT_AS, (MEM_CAP, MEM_CAP))
-
-
-def test_cli_one_line_exit_2_nothing_written(tmp_path):
-    """python -m jaxfair.convert on representative hostile files, run side by side."""
-    srcs = {"tensor": tensor_cases(tmp_path)["negative_stride"],
-            "bomb": bomb_cases(tmp_path)["memo_index_9_bytes"],
-            "h5": h5_cases(tmp_path)["external_link"]}
-    before = set(os.listdir(tmp_path))
-    procs = {k: subprocess.Popen(
-        [sys.executable, "-m", "jaxfair.convert", f"--src={src}",
-         f"--out={tmp_path / ('out_' + k)}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, preexec_fn=_cap_memory, cwd=REPO, env=ENV) for k, src in srcs.items()}
-    for k, p in procs.items():
-        _, err = p.communicate(timeout=120)
+def test_cli_one_line_exit_2_nothing_written(runs):
+    """The real entry point (python -m jaxfair.convert) on representative hostile files."""
+    for k, (src, code, err) in runs["cli"].items():
         lines = err.strip().splitlines()
-        assert p.returncode == 2, (k, err)
+        assert code == 2, (k, err)
         assert len(lines) == 1 and lines[0].startswith("jaxfair.convert: error: "), (k, err)
-        assert srcs[k] in lines[0] and "Traceback" not in err
-    assert set(os.listdir(tmp_path)) == before  # no output dir, no temporary dir
+        assert src in lines[0] and "Traceback" not in err
+    assert os.listdir(runs["cli_dir"]) == []  # no output dir, no temporary dir
 
 
 def test_library_raises_checkpoint_error(tmp_path, monkeypatch):
@@ -502,27 +528,18 @@ def test_library_raises_checkpoint_error(tmp_path, monkeypatch):
         jaxfair.load_generator(bad)
     assert isinstance(e.value, JaxfairError) and isinstance(e.value, ValueError)
     assert bad in str(e.value) and "\n" not in str(e.value)
-    with pytest.raises(CheckpointError, match="nested|depth") as e:
+    with pytest.raises(CheckpointError, match="nested|depth"):
         jaxfair.load_classifier(bomb_cases(tmp_path)["tuple_nesting"])
 
 
 def test_describe_never_prints_untrusted_structures():
-    chain = pickle.loads(b"\x80\x04" + tuple_chain(64) + b".")  # repr would take 2**64 steps
+    chain = pickle.loads(b"\x80\x04" + tuple_chain(64) + b".")  # repr: 2**64 steps
     assert torch_pickle.describe(chain) == "<tuple>"
     assert torch_pickle.describe("x" * 1000).endswith("...")
     assert torch_pickle.describe(10 ** 400) == "<int of 1329 bits>"
     assert torch_pickle.describe_error(KeyError(chain)) == "KeyError: <tuple>"
     assert str(CheckpointError("a\nb" + "c" * 5000)).startswith("a b")
     assert len(str(CheckpointError("c" * 5000))) < 700
-
-
-def test_zz_report_measurements(capsys):
-    """Prints the worst time and memory per class (docs/security.md quotes these)."""
-    if not MEASURED:
-        pytest.skip("no hostile class ran in this session")
-    with capsys.disabled():
-        for klass, m in MEASURED.items():
-            print(f"\n[hostile] {klass}: {json.dumps(m)}")
 
 
 def test_each_load_has_fresh_stand_ins():
@@ -537,7 +554,10 @@ def test_each_load_has_fresh_stand_ins():
     assert torch_pickle._Load(10).globals[key].dtype == np.float32
 
 
-def test_worker_reads_this_checkout():
-    r = subprocess.run([sys.executable, "-c", "import jaxfair; print(jaxfair.__file__)"],
-                       capture_output=True, text=True, cwd=os.path.dirname(WORKER), env=ENV)
-    assert r.stdout.strip() == os.path.join(REPO, "jaxfair", "__init__.py")
+def test_zz_report_measurements(capsys):
+    """Prints the worst time and memory per class (docs/security.md quotes these)."""
+    if not MEASURED:
+        pytest.skip("no hostile class ran in this session")
+    with capsys.disabled():
+        for klass, m in MEASURED.items():
+            print(f"\n[hostile] {klass}: {json.dumps(m)}")
