@@ -44,8 +44,8 @@ MAX_MARKS = 256   # open MARKs at once
 # header) plus the scanner's own record of it. Shared primitives cost the object only.
 OBJECT_BYTES = 128
 PRIMITIVE_BYTES = 64
-# Opcodes per load (all streams of one file): a torch data.pkl takes about 45 per tensor
-# (resnet34: 10k), the tiny NVIDIA golden network 8k; 1M is far above real files and
+# Opcodes per load (all streams of one file): a torch data.pkl takes about 35 per tensor
+# (resnet34: 7,400), the tiny NVIDIA golden network 8,000; 1M is far above real files and
 # bounds the scan to a few seconds.
 MAX_OPS = 1_000_000
 # Objects one stream may build (estimated bytes): a fixed allowance plus 32 per byte of the
