@@ -529,7 +529,7 @@ def test_library_raises_checkpoint_error(tmp_path, monkeypatch):
     assert isinstance(e.value, JaxfairError) and isinstance(e.value, ValueError)
     assert bad in str(e.value) and "\n" not in str(e.value)
     with pytest.raises(CheckpointError, match="nested|depth"):
-        jaxfair.load_classifier(bomb_cases(tmp_path)["tuple_nesting"])
+        jaxfair.load_classifier(write(tmp_path, "deep.pkl", b"\x80\x02N" + b"\x85" * 1000 + b"."))
 
 
 def test_describe_never_prints_untrusted_structures():
