@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import resource
 import struct
 import subprocess
 import sys
@@ -404,8 +403,11 @@ def finish_worker(p: subprocess.Popen) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
-def _cap_memory():
-    resource.setrlimit(resource.RLIMIT_AS, (MEM_CAP, MEM_CAP))
+# ``python -m jaxfair.convert`` with the address space capped first. The cap is set in the
+# child itself (not with preexec_fn, which runs Python between fork and exec of a process
+# whose JAX threads may hold locks); runpy.run_module(alter_sys=True) is what ``-m`` does.
+CAPPED_MAIN = ("import resource, runpy; resource.setrlimit(resource.RLIMIT_AS, ({0}, {0})); "
+               "runpy.run_module('jaxfair.convert', run_name='__main__', alter_sys=True)")
 
 
 @pytest.fixture(scope="module")
@@ -429,9 +431,9 @@ def runs(tmp_path_factory):
         {"source": golden[src], "count": n, "seed": seed, "dir": str(tmp / "mutants")}
         for src, (n, seed) in MUTATIONS.items()]})
     cli = {k: (cases[k][name], subprocess.Popen(
-        [sys.executable, "-m", "jaxfair.convert", f"--src={cases[k][name]}",
+        [sys.executable, "-c", CAPPED_MAIN.format(MEM_CAP), f"--src={cases[k][name]}",
          f"--out={tmp / 'cli' / k}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, preexec_fn=_cap_memory, cwd=REPO, env=ENV)) for k, name in CLI_CASES.items()}
+        text=True, cwd=REPO, env=ENV)) for k, name in CLI_CASES.items()}
     cli_out = {}
     for k, (src, p) in cli.items():
         _, err = p.communicate(timeout=600)
