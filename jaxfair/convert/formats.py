@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from jaxfair.convert import keras_h5, torch_pickle
 from jaxfair.convert import stylegan2 as sg_import
 from jaxfair.convert import torchvision_resnet as tv_import
-from jaxfair.convert.torch_pickle import CheckpointError
+from jaxfair.convert.torch_pickle import CheckpointError, untrusted
 from jaxfair.io import checkpoints
 from jaxfair.judge import attributes
 
@@ -70,8 +70,15 @@ def read(path: str | Sequence[str], fmt: str = "auto", schema: str = "auto") -> 
         ResNet head, deepface for .h5 files).
 
     Raises:
-      CheckpointError: with a one-line message naming the problem.
+      CheckpointError: with a one-line message naming the problem. It is the only error
+        this function raises for a bad file: whatever else parsing a crafted file raises
+        (MemoryError, RecursionError, KeyError, ...) is turned into it.
     """
+    with untrusted():
+        return _read(path, fmt, schema)
+
+
+def _read(path: str | Sequence[str], fmt: str, schema: str) -> Converted:
     if fmt not in FORMATS:
         raise CheckpointError(f"unknown --format {fmt!r}; choose from {', '.join(FORMATS)}")
     if schema not in SCHEMA_CHOICES:

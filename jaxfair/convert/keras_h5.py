@@ -18,11 +18,14 @@ set of backbone weights.
 
 from __future__ import annotations
 
+import math
+import os
+
 import jax
 import numpy as np
 from flax import nnx
 
-from jaxfair.convert.torch_pickle import CheckpointError
+from jaxfair.convert.torch_pickle import Budget, CheckpointError, describe_error, untrusted
 from jaxfair.judge.attributes import DEEPFACE_HEAD_SIZES
 from jaxfair.models import vggface
 
@@ -44,47 +47,151 @@ def is_hdf5(path: str) -> bool:
     return False
 
 
+# Chunked datasets may be compressed, so their declared size may exceed the file's; a weight
+# file compresses by well under 2x, so 16x is generous and still refuses fill-value bombs.
+MAX_CHUNKED_RATIO = 16
+_MAX_LINK_HOPS = 8
+# HDF5 filters understood without plugins (deflate, shuffle, fletcher32, szip, nbit,
+# scale-offset) plus h5py's built-in lzf; anything else would make HDF5 search for plugins.
+_KNOWN_FILTERS = frozenset({1, 2, 3, 4, 5, 6, 32000})
+
+
 def _strings(values) -> list[str]:
     return [v.decode("utf8") if isinstance(v, bytes) else str(v) for v in np.asarray(values)
             .reshape(-1)]
 
 
+def _resolve(h5py, f, group, path: str, hops: int = 0):
+    """Follows ``path`` from ``group`` one link at a time.
+
+    HDF5 would follow external links into other files and soft links round a loop forever;
+    here external links are refused and soft links followed at most ``_MAX_LINK_HOPS`` times.
+    Returns None when a component does not exist.
+    """
+    node = group
+    for comp in (c for c in path.split("/") if c and c != "."):
+        if not isinstance(node, h5py.Group):
+            return None
+        link = node.get(comp, getlink=True)
+        if link is None:
+            return None
+        if isinstance(link, h5py.ExternalLink):
+            raise CheckpointError(f"refused external link '{comp[:60]}' (it points into "
+                                  "another file)")
+        if isinstance(link, h5py.SoftLink):
+            if hops >= _MAX_LINK_HOPS:
+                raise CheckpointError(f"refused soft link '{comp[:60]}': more than "
+                                      f"{_MAX_LINK_HOPS} hops (a link loop?)")
+            base = f if link.path.startswith("/") else node
+            node = _resolve(h5py, f, base, link.path, hops + 1)
+            hops += 1
+            if node is None:
+                return None
+        elif isinstance(link, h5py.HardLink):
+            node = node[comp]
+        else:
+            raise CheckpointError(f"refused link '{comp[:60]}' of an unknown class")
+    return node
+
+
+def _attr(h5py, obj, name: str, file_size: int):
+    """Reads attribute ``name`` after checking its declared size fits in the file."""
+    if name not in obj.attrs:
+        return None
+    aid = h5py.h5a.open(obj.id, name.encode())
+    shape = aid.shape
+    if shape is None:  # null dataspace
+        raise CheckpointError(f"attribute '{name}' has no data")
+    if math.prod(shape) * aid.dtype.itemsize > file_size:
+        raise CheckpointError(f"attribute '{name}' declares more data than the file holds")
+    if aid.dtype.kind not in "SUf" and h5py.check_string_dtype(aid.dtype) is None:
+        raise CheckpointError(f"attribute '{name}' is not a list of names")
+    return obj.attrs[name]
+
+
+def check_dataset(h5py, ds, where: str, file_size: int) -> int:
+    """Checks a weight dataset before any of it is read; returns its size in bytes.
+
+    Raises:
+      CheckpointError: external storage (raw data in another file), a virtual dataset (data
+        mapped from other files), an unknown filter, a non-float type, or a declared size the
+        file could not hold (more than the file for plain storage, more than
+        ``MAX_CHUNKED_RATIO`` times it for chunked, possibly compressed, storage, or a plain
+        dataset that stores fewer bytes than it declares).
+    """
+    if not isinstance(ds, h5py.Dataset):
+        raise CheckpointError(f"weight '{where}' is not a dataset")
+    plist = ds.id.get_create_plist()
+    if plist.get_external_count():
+        raise CheckpointError(f"refused weight '{where}': its data is stored in external files")
+    layout = plist.get_layout()
+    if layout not in (h5py.h5d.CONTIGUOUS, h5py.h5d.COMPACT, h5py.h5d.CHUNKED):
+        raise CheckpointError(f"refused weight '{where}': virtual or unknown storage layout")
+    for i in range(plist.get_nfilters()):
+        code = plist.get_filter(i)[0]
+        if code not in _KNOWN_FILTERS:
+            raise CheckpointError(f"refused weight '{where}': unknown HDF5 filter {code}")
+    if ds.shape is None or ds.dtype.kind != "f":
+        raise CheckpointError(f"weight '{where}' is not a floating-point array")
+    declared = math.prod(ds.shape) * ds.dtype.itemsize
+    chunked = layout == h5py.h5d.CHUNKED
+    if declared > (MAX_CHUNKED_RATIO if chunked else 1) * file_size:
+        raise CheckpointError(f"refused weight '{where}': declares {declared} bytes in a file "
+                              f"of {file_size}")
+    if not chunked and ds.id.get_storage_size() < declared:
+        raise CheckpointError(f"weight '{where}' stores fewer bytes than its shape declares")
+    return declared
+
+
 def read_layers(path: str) -> list[tuple[str, dict[str, np.ndarray]]]:
     """Layers with weights, in model order: ``[(layer_name, {'kernel': .., 'bias': ..}), ...]``.
 
-    Weight names are reduced to their last component without the ``:0`` suffix.
+    Weight names are reduced to their last component without the ``:0`` suffix. Every link,
+    attribute and dataset is checked before it is read (``check_dataset``); nothing outside
+    the file is ever opened.
 
     Raises:
-      CheckpointError: not a Keras 2 HDF5 weights file, or unreadable.
+      CheckpointError: not a Keras 2 HDF5 weights file, unreadable, or refused as hostile.
     """
     try:
         import h5py
     except ImportError:
         raise CheckpointError("reading .h5 files needs h5py (pip install h5py)") from None
     try:
-        with h5py.File(path, "r") as f:
-            root = f.get("model_weights", f)  # model.save() nests the weights here
-            if "layer_names" not in root.attrs:
-                raise CheckpointError("not a Keras 2 HDF5 weights file (no 'layer_names' "
-                                      "attribute; Keras 3 .weights.h5 is not supported)")
-            layers = []
-            for name in _strings(root.attrs["layer_names"]):
-                if name not in root:
-                    raise CheckpointError(f"layer '{name}' is listed but has no group")
-                group = root[name]
-                weights = {}
-                for wname in _strings(group.attrs.get("weight_names", [])):
-                    leaf = wname.rsplit("/", 1)[-1].split(":", 1)[0]
-                    if leaf in weights:
-                        raise CheckpointError(f"layer '{name}' has two weights named {leaf}")
-                    weights[leaf] = np.asarray(group[wname], np.float32)
-                if weights:
-                    layers.append((name, weights))
-            return layers
-    except CheckpointError:
-        raise
-    except (OSError, KeyError, ValueError, TypeError) as e:
-        raise CheckpointError(f"cannot read HDF5 file ({type(e).__name__}: {e})") from None
+        file_size = os.path.getsize(path)
+        with untrusted("HDF5 file"), h5py.File(path, "r") as f:
+            return _read_layers(h5py, f, file_size)
+    except OSError as e:
+        raise CheckpointError(f"cannot read HDF5 file ({describe_error(e)})") from None
+
+
+def _read_layers(h5py, f, file_size: int) -> list[tuple[str, dict[str, np.ndarray]]]:
+    root = f
+    if f.get("model_weights", getlink=True) is not None:  # model.save() nests weights here
+        root = _resolve(h5py, f, f, "model_weights")
+    if root is None or _attr(h5py, root, "layer_names", file_size) is None:
+        raise CheckpointError("not a Keras 2 HDF5 weights file (no 'layer_names' "
+                              "attribute; Keras 3 .weights.h5 is not supported)")
+    budget = Budget(file_size)
+    layers = []
+    for name in _strings(_attr(h5py, root, "layer_names", file_size)):
+        group = _resolve(h5py, f, root, name)
+        if group is None:
+            raise CheckpointError(f"layer '{name[:60]}' is listed but has no group")
+        weights = {}
+        names = _attr(h5py, group, "weight_names", file_size)
+        for wname in _strings([] if names is None else names):
+            leaf = wname.rsplit("/", 1)[-1].split(":", 1)[0]
+            if leaf in weights:
+                raise CheckpointError(f"layer '{name[:60]}' has two weights named {leaf[:60]}")
+            ds = _resolve(h5py, f, group, wname)
+            if ds is None:
+                raise CheckpointError(f"weight '{wname[:60]}' is listed but missing")
+            budget.take(check_dataset(h5py, ds, wname[:60], file_size), f"weight {wname[:60]}")
+            weights[leaf] = np.asarray(ds, np.float32)
+        if weights:
+            layers.append((name, weights))
+    return layers
 
 
 def _conv(name: str, w: dict[str, np.ndarray], role: str, kernel: int | None,

@@ -15,35 +15,83 @@ import numpy as np
 from flax import nnx
 
 from jaxfair.convert.assign import assign
-from jaxfair.convert.torch_pickle import CheckpointError, PersistentObj
+from jaxfair.convert.torch_pickle import CheckpointError, PersistentObj, describe
 from jaxfair.models import stylegan2 as sg
 
+_MAX_MODULE_DEPTH = 16  # Generator > SynthesisNetwork > block > layer > affine is 5
 
-def _flat_state(obj: PersistentObj, prefix: str = "") -> dict[str, np.ndarray]:
+
+def _flat_state(obj: PersistentObj, prefix: str = "", depth: int = 0
+                ) -> dict[str, np.ndarray]:
+    if depth > _MAX_MODULE_DEPTH:
+        raise CheckpointError(f"modules nested more than {_MAX_MODULE_DEPTH} deep (a cycle?)")
     out = {}
     for group in ("_parameters", "_buffers"):
-        for name, value in (obj.state.get(group) or {}).items():
+        for name, value in obj.state[group].items():
+            if not isinstance(name, str):
+                raise CheckpointError(f"{prefix}{group} has a {describe(name)} key")
             if value is not None:
+                if not isinstance(value, (np.ndarray, np.generic)):
+                    raise CheckpointError(f"{prefix}{name} is {describe(value)}, not a tensor")
                 out[prefix + name] = np.asarray(value)
-    for name, child in (obj.state.get("_modules") or {}).items():
-        if not isinstance(child, PersistentObj):
-            raise CheckpointError(f"submodule {prefix}{name} is not an official network module")
-        out.update(_flat_state(child, f"{prefix}{name}."))
+    for name, child in obj.state["_modules"].items():
+        if not isinstance(name, str) or not isinstance(child, PersistentObj):
+            raise CheckpointError(f"submodule {prefix}{describe(name)} is not an official "
+                                  "network module")
+        out.update(_flat_state(child, f"{prefix}{name}.", depth + 1))
     return out
 
 
 def _child(obj: PersistentObj, name: str) -> PersistentObj:
-    child = (obj.state.get("_modules") or {}).get(name)
+    child = obj.state["_modules"].get(name)
     if not isinstance(child, PersistentObj):
         raise CheckpointError(f"{obj.class_name} has no submodule '{name}'")
     return child
 
 
+def _tensor(obj: PersistentObj, name: str, group: str = "_parameters") -> np.ndarray:
+    value = obj.state[group].get(name)
+    if not isinstance(value, np.ndarray):
+        raise CheckpointError(f"{obj.class_name} has no tensor {group[1:]}.{name}")
+    return value
+
+
+def _number(obj: PersistentObj, key: str, default=None):
+    """A numeric attribute (int, float or numpy scalar; bools count as numbers)."""
+    value = obj.state.get(key, default)
+    if value is default:
+        return value
+    if not isinstance(value, (int, float, np.integer, np.floating, np.bool_)):
+        raise CheckpointError(f"{obj.class_name}.{key} is {describe(value)}, expected a number")
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _text(obj: PersistentObj, key: str, default: str) -> str:
+    value = obj.state.get(key, default)
+    if not isinstance(value, str):
+        raise CheckpointError(f"{obj.class_name}.{key} is {describe(value)}, expected a string")
+    return value
+
+
+def _show(value) -> str:
+    if isinstance(value, tuple):
+        return "(" + ", ".join(describe(v) for v in value[:8]) + (", ...)" if len(value) > 8
+                                                                  else ")")
+    return describe(value)
+
+
 def _uniform(values: list, what: str):
-    distinct = {repr(v) for v in values}
+    """The one value all layers share. Values are primitives or tuples of floats (checked by
+    the callers), so comparing them is cheap whatever the file holds."""
+    distinct = []
+    for v in values:
+        if not any(type(v) is type(d) and v == d for d in distinct):
+            distinct.append(v)
+            if len(distinct) > 4:
+                break
     if len(distinct) != 1:
-        raise CheckpointError(f"{what} differs between layers ({sorted(distinct)}); "
-                              "jaxfair supports one value per network")
+        raise CheckpointError(f"{what} differs between layers ({', '.join(map(_show, distinct))}"
+                              "); jaxfair supports one value per network")
     return values[0]
 
 
@@ -67,69 +115,87 @@ def from_nvidia(top: object) -> tuple[sg.StyleGAN2Config, dict[str, np.ndarray]]
         raise CheckpointError("'G_ema' is not a persistent network object")
     if g.class_name != "Generator":
         raise CheckpointError(f"'G_ema' is a {g.class_name}, not a StyleGAN2 Generator")
-    s = g.state
-    if s.get("c_dim", 0):
-        raise CheckpointError(f"conditional generators (c_dim={s['c_dim']}) are not supported")
+    c_dim = _number(g, "c_dim", 0)
+    if c_dim:
+        raise CheckpointError(f"conditional generators (c_dim={describe(c_dim)}) are not "
+                              "supported")
     mapping, synthesis = _child(g, "mapping"), _child(g, "synthesis")
     if synthesis.class_name != "SynthesisNetwork" or "block_resolutions" not in synthesis.state:
         raise CheckpointError(f"synthesis network {synthesis.class_name} is not StyleGAN2's "
                               "(StyleGAN3 generators are not supported)")
 
-    fcs = [mapping.state["_modules"][k] for k in mapping.state["_modules"]
-           if k.startswith("fc")]
-    if any(k not in ("embed",) and not k.startswith("fc") for k in mapping.state["_modules"]):
+    names = list(mapping.state["_modules"])
+    if not all(isinstance(k, str) and (k == "embed" or k.startswith("fc")) for k in names):
         raise CheckpointError("mapping network has unexpected submodules")
-    acts = [fc.state.get("activation") for fc in fcs]
+    fcs = [_child(mapping, k) for k in names if k.startswith("fc")]
+    if not fcs:
+        raise CheckpointError("mapping network has no fc layers")
+    acts = [_text(fc, "activation", "linear") for fc in fcs]
     if _uniform(acts, "mapping activation") != "lrelu":
-        raise CheckpointError(f"mapping activation {acts[0]!r} is not supported (lrelu only)")
-    lr_mul = float(_uniform([float(fc.state["bias_gain"]) for fc in fcs], "mapping lr_mul"))
-    fc_w = [np.asarray(fc.state["_parameters"]["weight"]) for fc in fcs]
+        raise CheckpointError(f"mapping activation {describe(acts[0])} is not supported "
+                              "(lrelu only)")
+    lr_mul = float(_uniform([float(_number(fc, "bias_gain", 1.0)) for fc in fcs],
+                            "mapping lr_mul"))
+    fc_w = [_tensor(fc, "weight") for fc in fcs]
     for fc, w in zip(fcs, fc_w):
+        if w.ndim != 2 or w.shape[1] == 0:
+            raise CheckpointError(f"mapping weight has shape {w.shape}, expected [out, in]")
         expect = lr_mul / math.sqrt(w.shape[1])
-        if not math.isclose(float(fc.state["weight_gain"]), expect, rel_tol=1e-6):
+        if not math.isclose(float(_number(fc, "weight_gain", 1.0)), expect, rel_tol=1e-6):
             raise CheckpointError("mapping weight_gain is not lr_mul / sqrt(fan_in)")
 
-    blocks = list(synthesis.state["block_resolutions"])
+    blocks = synthesis.state["block_resolutions"]
+    if type(blocks) not in (list, tuple) or not 0 < len(blocks) <= 16 or not all(
+            type(r) is int and 0 < r <= 1 << 16 for r in blocks):
+        raise CheckpointError("synthesis block_resolutions is not a short list of resolutions")
+    blocks = list(blocks)
     layers, rgbs, channels, fp16 = [], [], [], []
     for res in blocks:
         block = _child(synthesis, f"b{res}")
-        bs = block.state
-        if bs.get("architecture", "skip") != "skip":
-            raise CheckpointError(f"synthesis architecture {bs['architecture']!r} is not "
+        architecture = _text(block, "architecture", "skip")
+        if architecture != "skip":
+            raise CheckpointError(f"synthesis architecture {describe(architecture)} is not "
                                   "supported ('skip' only)")
-        if bs.get("use_fp16"):
+        if _number(block, "use_fp16", False):
             fp16.append(res)
         names = ["conv1"] if res == 4 else ["conv0", "conv1"]
         for n in names:
             layer = _child(block, n)
             layers.append((res, n, layer))
         rgbs.append(_child(block, "torgb"))
-        channels.append(int(np.asarray(_child(block, "conv1").state["_parameters"]["weight"]
-                                       ).shape[0]))
+        conv1 = _tensor(_child(block, "conv1"), "weight")
+        if conv1.ndim != 4:
+            raise CheckpointError(f"b{res}.conv1 weight has shape {conv1.shape}, expected 4-D")
+        channels.append(int(conv1.shape[0]))
 
     for res, n, layer in layers:
-        ls = layer.state
-        w = np.asarray(ls["_parameters"]["weight"])
+        w = _tensor(layer, "weight")
         if w.shape[2:] != (3, 3):
             raise CheckpointError(f"b{res}.{n}: kernel {w.shape[2:]} is not 3x3")
-        if ls.get("activation", "lrelu") != "lrelu":
-            raise CheckpointError(f"b{res}.{n}: activation {ls['activation']!r} not supported")
-        if int(ls.get("up", 1)) != (2 if n == "conv0" else 1):
-            raise CheckpointError(f"b{res}.{n}: unexpected up-sampling factor {ls.get('up')}")
-    clamps = [layer.state.get("conv_clamp") for _, _, layer in layers]
-    clamps += [rgb.state.get("conv_clamp") for rgb in rgbs]
+        activation = _text(layer, "activation", "lrelu")
+        if activation != "lrelu":
+            raise CheckpointError(f"b{res}.{n}: activation {describe(activation)} not supported")
+        up = _number(layer, "up", 1)
+        if up != (2 if n == "conv0" else 1):
+            raise CheckpointError(f"b{res}.{n}: unexpected up-sampling factor {describe(up)}")
+    clamps = [_number(layer, "conv_clamp") for _, _, layer in layers]
+    clamps += [_number(rgb, "conv_clamp") for rgb in rgbs]
     clamp = _uniform(clamps, "conv_clamp")
-    use_noise = bool(_uniform([bool(layer.state.get("use_noise", True))
+    use_noise = bool(_uniform([bool(_number(layer, "use_noise", True))
                                for _, _, layer in layers], "use_noise"))
-    filters = {_filter_taps(layer.state["_buffers"]["resample_filter"], f"b{res}.{n}")
+    filters = {_filter_taps(_tensor(layer, "resample_filter", "_buffers"), f"b{res}.{n}")
                for res, n, layer in layers if "resample_filter" in layer.state["_buffers"]}
     taps = _uniform(sorted(filters), "resample_filter") if filters else (1.0, 3.0, 3.0, 1.0)
 
+    dims = {k: _number(g, k) for k in ("z_dim", "w_dim", "img_resolution", "img_channels")}
+    if not all(type(v) is int and 0 < v <= 1 << 16 for v in dims.values()):
+        raise CheckpointError("Generator z_dim/w_dim/img_resolution/img_channels are not "
+                              "positive integers")
     cfg = sg.StyleGAN2Config(
-        z_dim=int(s["z_dim"]), w_dim=int(s["w_dim"]),
-        img_resolution=int(s["img_resolution"]), img_channels=int(s["img_channels"]),
+        z_dim=dims["z_dim"], w_dim=dims["w_dim"],
+        img_resolution=dims["img_resolution"], img_channels=dims["img_channels"],
         mapping_layers=len(fcs),
-        mapping_features=int(fc_w[0].shape[0]) if len(fcs) > 1 else int(s["w_dim"]),
+        mapping_features=int(fc_w[0].shape[0]) if len(fcs) > 1 else dims["w_dim"],
         mapping_lr_mul=lr_mul, channels=tuple(channels),
         conv_clamp=None if clamp is None else float(clamp), use_noise=use_noise,
         resample_filter=tuple(taps), fp16_resolutions=tuple(fp16))

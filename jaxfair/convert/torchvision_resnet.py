@@ -16,7 +16,7 @@ import numpy as np
 from flax import nnx
 
 from jaxfair.convert.assign import assign, shorten
-from jaxfair.convert.torch_pickle import CheckpointError
+from jaxfair.convert.torch_pickle import CheckpointError, describe
 from jaxfair.models import resnet
 
 _BN_STATS = ("running_mean", "running_var")
@@ -51,7 +51,7 @@ def from_state_dict(sd: dict) -> tuple[resnet.ResNetConfig, dict[str, np.ndarray
     for k, v in sd.items():
         # 0-d tensors (num_batches_tracked) arrive as numpy scalars.
         if not isinstance(k, str) or not isinstance(v, (np.ndarray, np.generic)):
-            raise CheckpointError(f"state dict entry {k!r} is not a tensor")
+            raise CheckpointError(f"state dict entry {describe(k)} is not a tensor")
         k = _strip_module(k)
         if k.endswith(".num_batches_tracked"):
             continue
