@@ -8,30 +8,16 @@ exports them to the state of NVIDIA's stylegan2-ada-pytorch ``training.networks.
 and runs z -> image on both sides interleaved in one process (inference, const noise,
 truncation psi 0.7): img/s on each side and their ratio, the max abs difference of the
 images, XLA's executed FLOP per image of ``mapping`` and ``synthesis`` against the
-architecture's count (``arch_flops``), and the fraction of this device's float32 matmul
+architecture's count, and the fraction of this device's float32 matmul
 peak reached, the peak (a large ``jnp.dot``) timed in the same rounds.
 
-Architectural FLOP convention (``arch_flops``; 1 MAC = 2 FLOP, per image):
-  mapping      every FC layer in*out;
-  affine       w_dim * in_channels per modulated layer (conv and toRGB);
-  conv         k*k*I*O per output pixel (padding taps included, as the official conv
-               executes them); the 2x up conv is the stride-2 transposed conv: k*k*I*O per
-               *input* pixel (every input pixel scatters one k x k kernel);
-  FIR          after the up conv, the 4x4 filter outer([1,3,3,1]) on the O-channel output:
-               16 MACs per output pixel and channel (the official code applies the 4-tap
-               filter as one non-separable 4x4 filter); the skip image's 2x up-sampling: the
-               filter's 4 non-zero taps per output pixel and channel (the zeros inserted by
-               up-sampling are not work);
-  toRGB        1x1 conv I*img_channels per pixel.
-Demodulation coefficients, bias, noise, activation and clamps are element-wise and not
-counted (XLA's count includes them: they are most of the executed excess).
+The architectural count and its convention: ``models.stylegan2.architecture_flops``.
 """
 
 from __future__ import annotations
 
 import importlib
 import json
-import math
 import sys
 import time
 
@@ -48,35 +34,6 @@ from jaxfair.models import stylegan2 as sg
 PROG = "jaxfair.peer"
 PRESETS = {"ffhq256": sg.StyleGAN2Config.ffhq_256, "ffhq1024": sg.StyleGAN2Config.ffhq_1024}
 PSI = 0.7
-
-
-def arch_flops(cfg: sg.StyleGAN2Config) -> dict[str, float]:
-    """Architectural FLOP per image (convention in the module docstring).
-
-    Returns:
-      {'mapping', 'synthesis', 'conv', 'fir', 'affine', 'torgb'}: FLOP per image;
-      'synthesis' is the sum of the last four.
-    """
-    k, c3, w = 3, cfg.img_channels, cfg.w_dim
-    taps = len(cfg.resample_filter) ** 2
-    dims = [cfg.z_dim] + [cfg.mapping_features] * (cfg.mapping_layers - 1) + [cfg.w_dim]
-    mac = {"mapping": sum(a * b for a, b in zip(dims[:-1], dims[1:])),
-           "conv": 0, "fir": 0, "affine": 0, "torgb": 0}
-    cin = 0
-    for r in cfg.block_resolutions:
-        c = cfg.channels_at(r)
-        if cin:  # conv0: transposed conv at the input resolution, then the FIR at r
-            mac["conv"] += k * k * cin * c * (r // 2) ** 2
-            mac["fir"] += taps * c * r * r
-            mac["affine"] += w * cin
-            mac["fir"] += taps // 4 * c3 * r * r  # skip image up-sampling
-        mac["conv"] += k * k * c * c * r * r  # conv1
-        mac["affine"] += w * c + w * c  # conv1 and toRGB
-        mac["torgb"] += c * c3 * r * r
-        cin = c
-    out = {name: 2.0 * v for name, v in mac.items()}
-    out["synthesis"] = out["conv"] + out["fir"] + out["affine"] + out["torgb"]
-    return out
 
 
 def executed_flops(G: sg.Generator, batch: int) -> dict[str, float]:
@@ -190,7 +147,7 @@ def compare(name: str, batches: list[int], official_src: str | None, rounds: int
     """
     cfg = PRESETS[name]()
     G = random_generator(cfg, jax.random.key(seed))
-    arch = arch_flops(cfg)
+    arch = sg.architecture_flops(cfg)
     gen = jax.jit(lambda s, z: sg.synthesis(G.graphdef, s, sg.mapping(G.graphdef, s, z, PSI)))
     Gt = None
     if official_src:
@@ -264,7 +221,7 @@ def table(rows: list[dict]) -> str:
             "|---|---|---|---|---|---|---|---|\n")
     lines = []
     for r in rows:
-        def g(k, fmt="{:.3f}"):
+        def g(k, fmt="{:.3f}", r=r):
             return fmt.format(r[k]) if k in r else "-"
         lines.append(
             f"| {r['model']} | {r['batch']} | {g('official_img_s')} | {g('jaxfair_img_s')} | "
