@@ -155,6 +155,19 @@ def conv2d_up2(x: jnp.ndarray, w: jnp.ndarray, f: jnp.ndarray) -> jnp.ndarray:
     return upfirdn2d(y, f, padding=(p0, p1, p0, p1), gain=4.0)
 
 
+def sum_taps(w: jnp.ndarray) -> jnp.ndarray:
+    """``sum(w, axis=(0, 1))`` for a conv weight [k, k, I, O] -> [I, O], as k*k slice adds.
+
+    XLA:CPU runs ``jnp.sum`` over the two leading axes of a [3, 3, 512, 512] weight ~300x
+    slower than the adds (hundreds of ms, more than the convolution; docs/performance.md).
+    """
+    out = None
+    for a in range(w.shape[0]):
+        for b in range(w.shape[1]):
+            out = w[a, b] if out is None else out + w[a, b]
+    return out
+
+
 def modulated_conv2d(x: jnp.ndarray, w: jnp.ndarray, styles: jnp.ndarray, *,
                      demodulate: bool = True, up: int = 1, f: jnp.ndarray | None = None
                      ) -> jnp.ndarray:
@@ -179,7 +192,7 @@ def modulated_conv2d(x: jnp.ndarray, w: jnp.ndarray, styles: jnp.ndarray, *,
     y = conv2d_up2(y, w, f) if up == 2 else conv2d(y, w)
     if demodulate:
         # sum_{kh,kw,i} (w * s_i)^2 = s^2 @ sum_{kh,kw} w^2
-        d = lax.rsqrt(jnp.square(styles) @ jnp.sum(jnp.square(w), axis=(0, 1)) + 1e-8)
+        d = lax.rsqrt(jnp.square(styles) @ sum_taps(jnp.square(w)) + 1e-8)
         y = y * d[:, None, None, :].astype(y.dtype)
     return y
 

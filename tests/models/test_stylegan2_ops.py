@@ -132,6 +132,12 @@ def test_conv_transpose_stride2_executes_exactly_the_transposed_conv_macs(k):
     assert cost["flops"] == 2 * k * k * n * h * w * i * o
 
 
+def test_sum_taps_is_the_sum_over_kernel_taps(rng):
+    w = rng.standard_normal((3, 3, 5, 4))
+    np.testing.assert_allclose(np.asarray(ops.sum_taps(jnp.asarray(w, jnp.float32))),
+                               w.sum(axis=(0, 1)), rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("up", [1, 2])
 def test_modulated_conv_nonfused_equals_fused(rng, up):
     """Non-fused (scale input, shared conv, scale output) == per-sample modulated weights."""
