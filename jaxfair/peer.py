@@ -231,34 +231,46 @@ def table(rows: list[dict]) -> str:
     return head + "\n".join(lines)
 
 
-_SRC = flags.DEFINE_string("official_src", None, "A stylegan2-ada-pytorch checkout (its "
-                           "training/, torch_utils/, dnnlib/); without it jaxfair runs alone.")
-_MODELS = flags.DEFINE_list("models", ["ffhq256", "ffhq1024"], "Models: ffhq256, ffhq1024.")
-_BATCHES = flags.DEFINE_list("batches", ["1", "8"], "Batch sizes.")
-_ROUNDS = flags.DEFINE_integer("rounds", 3, "Interleaved timing rounds per batch size.")
-_OUT = flags.DEFINE_string("out", None, "Write the rows as JSON here.")
+def define_flags() -> dict:
+    """This entry point's flags, defined when it runs (importing the module defines none, so
+    it imports beside other entry points)."""
+    return {
+        "official_src": flags.DEFINE_string(
+            "official_src", None, "A stylegan2-ada-pytorch checkout (its training/, "
+            "torch_utils/, dnnlib/); without it jaxfair runs alone."),
+        "models": flags.DEFINE_list("models", ["ffhq256", "ffhq1024"],
+                                    "Models: ffhq256, ffhq1024."),
+        "batches": flags.DEFINE_list("batches", ["1", "8"], "Batch sizes."),
+        "rounds": flags.DEFINE_integer("rounds", 3,
+                                       "Interleaved timing rounds per batch size."),
+        "out": flags.DEFINE_string("out", None, "Write the rows as JSON here."),
+    }
 
 
-def main():
-    models = _MODELS.value
+def main(f: dict):
+    models = f["models"].value
     bad = [m for m in models if m not in PRESETS]
     if bad:
-        raise ValueError(f"unknown --models {bad}; choose from {list(PRESETS)}")
-    batches = [int(b) for b in _BATCHES.value]
+        cli.fail(PROG, f"unknown --models {bad}; choose from {list(PRESETS)}")
+    try:
+        batches = [int(b) for b in f["batches"].value]
+    except ValueError:
+        batches = []
     if not batches or min(batches) < 1:
-        raise ValueError(f"--batches must be positive integers, got {_BATCHES.value}")
+        cli.fail(PROG, f"--batches must be positive integers, got {f['batches'].value}")
     print(f"devices: {jax.devices()}", flush=True)
     rows = []
     for m in models:
-        rows += compare(m, batches, _SRC.value, _ROUNDS.value)
+        rows += compare(m, batches, f["official_src"].value, f["rounds"].value)
     print(table(rows))
     best = best_batches(rows)
     print(json.dumps(best))
-    if _OUT.value:
-        with open(_OUT.value, "w") as fh:
+    if f["out"].value:
+        with open(f["out"].value, "w") as fh:
             json.dump({"rows": rows, "best": best, "devices": str(jax.devices()),
                        "matmul_n": 2048, "psi": PSI, "noise_mode": "const"}, fh, indent=1)
 
 
 if __name__ == "__main__":
-    cli.run(main, PROG)
+    _flags = define_flags()
+    cli.run(lambda: main(_flags), PROG)
