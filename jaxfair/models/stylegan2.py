@@ -131,6 +131,50 @@ class StyleGAN2Config:
                 d[k] = tuple(d[k])
         return cls(**d)
 
+def architecture_flops(cfg: StyleGAN2Config) -> dict[str, float]:
+    """FLOP per image of the architecture's arithmetic (1 MAC = 2 FLOP), what an
+    implementation without wasted work executes.
+
+    Convention:
+      mapping: every FC layer in*out.
+      affine: w_dim * in_channels per modulated layer (conv and toRGB).
+      conv: k*k*I*O per output pixel (border taps included); the 2x up conv is the stride-2
+        transposed conv, k*k*I*O per *input* pixel (each input pixel scatters one k x k
+        kernel; no MAC on the zeros a zero-insertion form would convolve).
+      fir: after the up conv, the 2-D filter outer(f, f) (4x4 for [1, 3, 3, 1]) on the
+        O-channel output, len(f)^2 MACs per output pixel and channel (NVIDIA applies a
+        4-tap filter as one non-separable 4x4 filter); the skip image's 2x up-sampling,
+        len(f)^2 / 4 MACs per output pixel and channel (the filter's non-zero taps: the
+        inserted zeros are not work).
+      torgb: the 1x1 conv, I*img_channels per pixel.
+    Demodulation coefficients, bias, noise, activation and clamps are element-wise and not
+    counted (XLA's cost analysis counts them).
+
+    Returns:
+      {'mapping', 'synthesis', 'conv', 'fir', 'affine', 'torgb'}: FLOP per image;
+      'synthesis' is the sum of the last four.
+    """
+    k, c3, w = 3, cfg.img_channels, cfg.w_dim
+    taps = len(cfg.resample_filter) ** 2
+    dims = [cfg.z_dim] + [cfg.mapping_features] * (cfg.mapping_layers - 1) + [cfg.w_dim]
+    mac = {"mapping": sum(a * b for a, b in zip(dims[:-1], dims[1:])),
+           "conv": 0, "fir": 0, "affine": 0, "torgb": 0}
+    cin = 0
+    for r in cfg.block_resolutions:
+        c = cfg.channels_at(r)
+        if cin:  # conv0: transposed conv at the input resolution, then the FIR at r
+            mac["conv"] += k * k * cin * c * (r // 2) ** 2
+            mac["fir"] += taps * c * r * r
+            mac["affine"] += w * cin
+            mac["fir"] += taps // 4 * c3 * r * r  # skip image up-sampling
+        mac["conv"] += k * k * c * c * r * r  # conv1
+        mac["affine"] += w * c + w * c  # conv1 and toRGB
+        mac["torgb"] += c * c3 * r * r
+        cin = c
+    out = {name: 2.0 * v for name, v in mac.items()}
+    out["synthesis"] = out["conv"] + out["fir"] + out["affine"] + out["torgb"]
+    return out
+
 
 class FullyConnected(nnx.Module):
     """Equalized-lr FC layer: ``act(x @ (W * lr_mul / sqrt(in)) + b * lr_mul)``."""

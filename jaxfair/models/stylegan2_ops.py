@@ -100,38 +100,42 @@ def conv_transpose2d_stride2(x: jnp.ndarray, w: jnp.ndarray) -> jnp.ndarray:
     """torch ``conv_transpose2d(x, w, stride=2)`` with the unflipped weight, as NVIDIA uses.
 
     Every input pixel scatters ``x[i, j] * w`` into ``out[2i:2i+k, 2j:2j+k]``. Computed in
-    sub-pixel form: output phase (a, b) (row parity, column parity) is a plain stride-1
-    correlation of the input with the taps ``w[a::2, b::2]``, reversed; the four phases are
-    one convolution with 4x the output channels, interleaved afterwards. Same sums as the
-    transposed convolution, without convolving over inserted zeros (whose gradient XLA
-    computes slowly on CPU).
+    sub-pixel form with exactly the k*k taps of the transposed convolution: output phase
+    (a, b) (row parity, column parity) is a stride-1 correlation of the input with its own
+    taps ``w[a::2, b::2]`` reversed (for k = 3: 2x2, 2x1, 1x2 and 1x1, 9 in all), the four
+    phases interleaved afterwards. Neither zeros inserted between input pixels nor zero taps
+    padding the phases to one shape are multiplied: executed MACs are those of the
+    architecture, and on CPU the four small convolutions beat both the zero-inserted
+    (``lhs_dilation``) convolution and one 4-phase convolution with padded 2x2 taps
+    (docs/performance.md).
 
     Args:
-      x: [N, H, W, I]. w: [k, k, I, O].
+      x: [N, H, W, I]. w: [k, k, I, O], k >= 2.
 
     Returns:
       [N, 2H + k - 2, 2W + k - 2, O].
     """
     n, h, wd, _ = x.shape
     k, o = w.shape[0], w.shape[3]
-    m = (k + 1) // 2  # taps per phase (phase 0 gets the extra one when k is odd)
-    # Phase a of the output row 2r + a takes input rows r - t with taps w[a + 2t], t < m.
-    # As a correlation over an input padded by m - 1 on top: kernel row s <-> t = m-1-s.
-    kern = []
+    if k < 2:
+        raise ValueError(f"kernel size must be >= 2, got {k}")
+    m = (k + 1) // 2  # taps of phase 0 (phase 1 has k // 2)
+    # Output row 2r + a of phase a takes input rows r - t with taps w[a + 2t], t < m_a: a
+    # full correlation (padding m_a - 1 both sides) with the reversed taps, H + m_a - 1 rows.
+    phases = []
     for a in range(2):
+        row = []
         for b in range(2):
-            wa = w[a::2, b::2]  # [ta, tb, I, O], ta, tb <= m
-            wa = jnp.pad(wa, ((0, m - wa.shape[0]), (0, m - wa.shape[1]), (0, 0), (0, 0)))
-            kern.append(wa[::-1, ::-1])
-    kern = jnp.concatenate(kern, axis=-1)  # [m, m, I, 4*O], phases (0,0), (0,1), (1,0), (1,1)
-    # Explicit pad + VALID: XLA CPU computes the weight gradient of a padded 2x2 conv ~20x
-    # slower than that of the same conv on a pre-padded input.
-    x = jnp.pad(x, ((0, 0), (m - 1, m - 1), (m - 1, m - 1), (0, 0)))
-    y = lax.conv_general_dilated(x, kern.astype(x.dtype), (1, 1), "VALID",
-                                 dimension_numbers=_NHWC)
-    # y: [N, H + m - 1, W + m - 1, 4*O]; row r of phase a is output row 2r + a.
+            wab = w[a::2, b::2][::-1, ::-1]  # [m_a, m_b, I, O]
+            pa, pb = wab.shape[0] - 1, wab.shape[1] - 1
+            y = lax.conv_general_dilated(x, wab.astype(x.dtype), (1, 1), ((pa, pa), (pb, pb)),
+                                         dimension_numbers=_NHWC)
+            # Pad every phase to the largest one's [H + m - 1, W + m - 1] (zeros past the
+            # end are cropped below) so the four interleave by a reshape.
+            row.append(jnp.pad(y, ((0, 0), (0, m - 1 - pa), (0, m - 1 - pb), (0, 0))))
+        phases.append(jnp.stack(row, axis=3))  # [N, H+m-1, W+m-1, 2, O]
     hh, ww = h + m - 1, wd + m - 1
-    y = y.reshape(n, hh, ww, 2, 2, o).transpose(0, 1, 3, 2, 4, 5).reshape(n, 2 * hh, 2 * ww, o)
+    y = jnp.stack(phases, axis=2).reshape(n, 2 * hh, 2 * ww, o)  # [N, hh, 2, ww, 2, O]
     return y[:, :2 * h + k - 2, :2 * wd + k - 2]
 
 
@@ -149,6 +153,19 @@ def conv2d_up2(x: jnp.ndarray, w: jnp.ndarray, f: jnp.ndarray) -> jnp.ndarray:
     p0 = p + (fh + 1) // 2 - (k - 1)
     p1 = p + (fh - 2) // 2 - (k - 2)
     return upfirdn2d(y, f, padding=(p0, p1, p0, p1), gain=4.0)
+
+
+def sum_taps(w: jnp.ndarray) -> jnp.ndarray:
+    """``sum(w, axis=(0, 1))`` for a conv weight [k, k, I, O] -> [I, O], as k*k slice adds.
+
+    XLA:CPU runs ``jnp.sum`` over the two leading axes of a [3, 3, 512, 512] weight ~300x
+    slower than the adds (hundreds of ms, more than the convolution; docs/performance.md).
+    """
+    out = None
+    for a in range(w.shape[0]):
+        for b in range(w.shape[1]):
+            out = w[a, b] if out is None else out + w[a, b]
+    return out
 
 
 def modulated_conv2d(x: jnp.ndarray, w: jnp.ndarray, styles: jnp.ndarray, *,
@@ -175,7 +192,7 @@ def modulated_conv2d(x: jnp.ndarray, w: jnp.ndarray, styles: jnp.ndarray, *,
     y = conv2d_up2(y, w, f) if up == 2 else conv2d(y, w)
     if demodulate:
         # sum_{kh,kw,i} (w * s_i)^2 = s^2 @ sum_{kh,kw} w^2
-        d = lax.rsqrt(jnp.square(styles) @ jnp.sum(jnp.square(w), axis=(0, 1)) + 1e-8)
+        d = lax.rsqrt(jnp.square(styles) @ sum_taps(jnp.square(w)) + 1e-8)
         y = y * d[:, None, None, :].astype(y.dtype)
     return y
 
