@@ -61,6 +61,12 @@ _BATCH1_SECONDS = flags.DEFINE_float("batch1_seconds", 20.0,
 _PRESET = flags.DEFINE_enum("preset", None, list(PRESETS),
                             "Random-weight FFHQ generator + ResNet-34 FairFace classifier "
                             "instead of the config's checkpoints.")
+_PEER = flags.DEFINE_enum(
+    "peer", None, ["official"], "Generator throughput against NVIDIA's implementation instead "
+    "(jaxfair.peer; needs torch and --official_src, a stylegan2-ada-pytorch checkout).")
+_OFFICIAL_SRC = flags.DEFINE_string("official_src", None, "--peer: the official checkout.")
+_PEER_MODELS = flags.DEFINE_list("peer_models", ["ffhq256", "ffhq1024"], "--peer: models.")
+_PEER_BATCHES = flags.DEFINE_list("peer_batches", ["1", "4"], "--peer: batch sizes.")
 _JOBS = flags.DEFINE_list(
     "jobs", None, "Job-level comparison instead: run the main job with each of these methods "
     "(rejection, planner, search, branching, distribution; jaxfair.report.jobs) and compare "
@@ -264,7 +270,38 @@ def jobs_main(config) -> None:
             json.dump(result, f, indent=2)
 
 
+def peer_main() -> None:
+    """``--peer=official``: the generator against NVIDIA's, interleaved (jaxfair.peer)."""
+    from jaxfair import peer
+
+    if not _OFFICIAL_SRC.value:
+        cli.fail("jaxfair.benchmark", "--peer=official needs --official_src (a checkout of "
+                                      "NVlabs/stylegan2-ada-pytorch)")
+    try:
+        batches = [int(b) for b in _PEER_BATCHES.value]
+    except ValueError:
+        cli.fail("jaxfair.benchmark", f"--peer_batches must be integers, got "
+                                      f"{_PEER_BATCHES.value}")
+    for name in _PEER_MODELS.value:
+        if name not in peer.PRESETS:
+            cli.fail("jaxfair.benchmark", f"unknown --peer_models entry {name!r}; choose from "
+                                          f"{', '.join(peer.PRESETS)}")
+    rows = [r for name in _PEER_MODELS.value
+            for r in peer.compare(name, batches, _OFFICIAL_SRC.value)]
+    print(peer.table(rows))
+    result = {"device": f"{jax.devices()[0].device_kind} ({platform.machine()}, "
+                        f"{os.cpu_count()} CPU cores)",
+              "load_average_1min": os.getloadavg()[0], "rows": rows,
+              "best": peer.best_batches(rows)}
+    if _OUT.value:
+        os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)
+        with open(_OUT.value, "w") as f:
+            json.dump(result, f, indent=2, default=float)
+
+
 def main(config):
+    if _PEER.value:
+        return peer_main()
     if _JOBS.value:
         return jobs_main(config)
     sc = config.search
