@@ -38,6 +38,9 @@ _RANDOM = flags.DEFINE_string("random", None, "Write a random stand-in instead o
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the --random stand-in's weights.")
 _CHANNELS_SCALE = flags.DEFINE_float("channels_scale", 1.0, "--random only: every width times "
                                      "this (0, 1] (real resolution, mapping and depth).")
+_CALIBRATE_ON = flags.DEFINE_string("calibrate_on", None, "--random classifiers: calibrate the "
+                                    "heads on this generator's images (default: a reduced "
+                                    "random ffhq256 of the same seed).")
 
 
 def fail(msg: str) -> None:
@@ -76,7 +79,8 @@ def write_standin() -> None:
         fail("--random needs --out and takes no --src")
     try:
         checkpoints.check_output_dir(_OUT.value)
-        st = standins.create(_RANDOM.value, _SEED.value, _CHANNELS_SCALE.value)
+        st = standins.create(_RANDOM.value, _SEED.value, _CHANNELS_SCALE.value,
+                             _CALIBRATE_ON.value)
         checkpoints.save(_OUT.value, st.params, st.meta)
     except (standins.StandinError, checkpoints.CheckpointDirError, OSError) as e:
         fail(str(e))

@@ -21,14 +21,18 @@ over 4,096 prior draws (what training tracks), so truncation pulls towards the r
 
 Classifiers: a random network with untrained BatchNorm statistics gives logits whose
 softmax is either saturated on one class for every image or uniform. The head is therefore
-calibrated, per attribute, on ``CALIBRATION_IMAGES`` images of a reduced random generator
-(``ffhq256`` family, ``channels_scale`` 1/16, the same seed): features are standardised
-over the calibration images, projected on random unit directions, each class's logit is
-centred on its calibration mean (so every class is the argmax of about 1/K of the images)
-and the attribute's logits are scaled to standard deviation ``LOGIT_STD`` (so the largest
-probability spreads over (1/K, 1): a moderate threshold such as 0.5 is met by some images
-of every group, 0.999 by few). The affine map folds into the head's own weight and bias,
-so the stand-in is an ordinary checkpoint of the real architecture.
+calibrated, per attribute, on ``CALIBRATION_IMAGES`` images (psi 0.7) of a generator: by
+default a reduced random generator (``ffhq256`` family, ``channels_scale`` 1/16, the same
+seed), or the one named by ``calibrate_on`` (``convert --calibrate_on=DIR``). The top
+principal directions of the features are whitened, each attribute reads K random
+orthonormal directions there (uncorrelated logits of standard deviation ``LOGIT_STD``) and
+its biases are shifted until every class has mean probability 1/K on the calibration
+images (``head_affine``). On that generator every class is the argmax of some images and
+the largest probability spreads over (1/K, 1): thresholds up to ~0.9 are met by some images
+of every group. On another random generator's textures the balance shifts (some classes
+may never win): calibrate on the generator the stand-in will judge. The affine map folds
+into the head's own weight and bias: the stand-in is an ordinary checkpoint of the real
+architecture.
 """
 
 from __future__ import annotations
@@ -48,10 +52,11 @@ from jaxfair.models import stylegan2 as sg
 GENERATORS = ("ffhq1024", "ffhq512", "ffhq256")
 CLASSIFIERS = ("fairface7", "fairface4", "deepface")
 STANDINS = GENERATORS + CLASSIFIERS
-CALIBRATION_IMAGES = 64
+CALIBRATION_IMAGES = 128
 CALIBRATION_SCALE = 1 / 16  # width of the generator whose images calibrate the heads
 CALIBRATION_PSI = 0.7  # the real jobs' truncation
 LOGIT_STD = 2.0  # per-class logit spread over images after calibration
+WHITEN_COMPONENTS = 16  # principal feature directions the heads read
 W_AVG_SAMPLES = 4096
 
 
@@ -161,12 +166,16 @@ def _mapping_only(graphdef, abstract: nnx.State, mapping: dict, z: jax.Array) ->
     return sg.mapping(graphdef, state, z, 1.0)[:, 0]
 
 
-def calibration_images(seed: int, num: int = CALIBRATION_IMAGES, batch: int = 16
-                       ) -> np.ndarray:
-    """[num, 256, 256, 3] images in [-1, 1] of a reduced random ffhq256 generator."""
-    cfg, params = random_generator("ffhq256", seed, CALIBRATION_SCALE)
-    graphdef, state = sg.abstract(cfg)
-    nnx.replace_by_pure_dict(state, jax.tree.map(jnp.asarray, params))
+def calibration_images(seed: int, generator: sg.Generator | None = None,
+                       num: int = CALIBRATION_IMAGES, batch: int = 16) -> np.ndarray:
+    """[num, R, R, 3] images in [-1, 1] (psi ``CALIBRATION_PSI``) of ``generator``, by
+    default of a reduced random ffhq256 generator of the same seed."""
+    if generator is None:
+        cfg, params = random_generator("ffhq256", seed, CALIBRATION_SCALE)
+        graphdef, state = sg.abstract(cfg)
+        nnx.replace_by_pure_dict(state, jax.tree.map(jnp.asarray, params))
+    else:
+        cfg, graphdef, state = generator.config, generator.graphdef, generator.state
 
     @jax.jit
     def render(state, z):
@@ -178,38 +187,53 @@ def calibration_images(seed: int, num: int = CALIBRATION_IMAGES, batch: int = 16
                            for i in range(0, num, batch)])
 
 
-def head_affine(feats: np.ndarray, sizes: tuple[int, ...], rng: np.random.Generator
+def head_affine(feats: np.ndarray, sizes: tuple[int, ...], rng: np.random.Generator,
+                components: int = WHITEN_COMPONENTS, balance_steps: int = 100
                 ) -> tuple[np.ndarray, np.ndarray]:
     """A head ``logits = feats @ W + b`` spreading every attribute's softmax over images.
+
+    Random-network features are strongly correlated (a few directions carry most of the
+    variance), so random directions in raw feature space give correlated class logits and
+    a few classes win almost every image. Instead, per attribute with K classes: whiten the
+    top ``components`` principal directions of the calibration features, take K random
+    orthonormal directions there (uncorrelated logits of equal variance ``LOGIT_STD``), then
+    shift the biases until every class has mean probability 1/K on the calibration images
+    (``b_k -= log(K mean_n p_nk)``, a fixed point iteration).
 
     Args:
       feats: [N, F] penultimate features of N calibration images.
       sizes: classes per attribute, in output order (sum = outputs).
       rng: draws the random directions.
+      components: whitened principal directions used (at most N - 1 and F).
+      balance_steps: bias iterations.
 
     Returns:
-      (W [F, sum(sizes)], b [sum(sizes)]): on ``feats`` every output has mean 0 and, per
-      attribute, standard deviation ``LOGIT_STD``.
+      (W [F, sum(sizes)], b [sum(sizes)]).
     """
     feats = np.asarray(feats, np.float64)
-    mu, sd = feats.mean(0), feats.std(0)
-    sd = np.where(sd > 1e-12 * max(sd.max(), 1e-30), sd, np.inf)  # constant features: unused
-    x = (feats - mu) / sd
-    d = rng.standard_normal((feats.shape[1], sum(sizes)))
-    d /= np.linalg.norm(d, axis=0, keepdims=True)
-    logits = x @ d
-    center = logits.mean(0)
-    scale = np.empty(sum(sizes))
+    mu = feats.mean(0)
+    _, sv, vt = np.linalg.svd(feats - mu, full_matrices=False)
+    r = int(min(components, np.sum(sv > sv[0] * 1e-6), len(feats) - 1))
+    if r < max(sizes):
+        raise StandinError(f"calibration features span {r} directions, fewer than the "
+                           f"{max(sizes)} classes of an attribute")
+    whiten = vt[:r].T / sv[:r] * np.sqrt(len(feats))  # [F, r]: unit variance, uncorrelated
+    w = np.zeros((feats.shape[1], sum(sizes)))
+    b = np.zeros(sum(sizes))
     start = 0
     for k in sizes:
+        q, _ = np.linalg.qr(rng.standard_normal((r, k)))
         cols = slice(start, start + k)
-        spread = (logits[:, cols] - center[cols]).std()
-        if not spread > 0:
-            raise StandinError("calibration features do not vary over the calibration images")
-        scale[cols] = LOGIT_STD / spread
+        w[:, cols] = whiten @ q * LOGIT_STD
+        logits = (feats - mu) @ w[:, cols]
+        bias = -logits.mean(0)
+        for _ in range(balance_steps):
+            z = logits + bias
+            p = np.exp(z - z.max(1, keepdims=True))
+            p /= p.sum(1, keepdims=True)
+            bias -= np.log(k * p.mean(0))
+        b[cols] = bias - mu @ w[:, cols]
         start += k
-    w = d / sd[:, None] * scale
-    b = -(mu / sd) @ d * scale - center * scale
     return w.astype(np.float32), b.astype(np.float32)
 
 
@@ -248,8 +272,16 @@ def random_classifier(name: str, seed: int, channels_scale: float = 1.0,
     return kind, cfg, schema_name, params
 
 
-def create(name: str, seed: int = 0, channels_scale: float = 1.0) -> Standin:
+def create(name: str, seed: int = 0, channels_scale: float = 1.0,
+           calibrate_on: str | None = None) -> Standin:
     """A stand-in of ``name`` (one of ``STANDINS``) with weights drawn from ``seed``.
+
+    Args:
+      calibrate_on: classifiers: a generator checkpoint whose images calibrate the heads
+        (the predictions spread over the images of THIS generator; default a reduced
+        random ffhq256 generator of the same seed). Random networks see the textures of
+        different random generators differently: calibrate on the generator the stand-in
+        will judge, or some classes may never win on its images.
 
     Raises:
       StandinError: unknown name, or ``channels_scale`` outside (0, 1].
@@ -258,16 +290,24 @@ def create(name: str, seed: int = 0, channels_scale: float = 1.0) -> Standin:
         raise StandinError(f"unknown stand-in {name!r}; choose from {', '.join(STANDINS)}")
     if not 0 < channels_scale <= 1:
         raise StandinError(f"channels_scale must be in (0, 1], got {channels_scale}")
+    if calibrate_on and name in GENERATORS:
+        raise StandinError("calibrate_on applies to classifier stand-ins only")
     info = {"name": name, "seed": int(seed), "channels_scale": float(channels_scale)}
     source = {"format": "random-standin", "file": None, "sha256": None, **info}
     if name in GENERATORS:
         cfg, params = random_generator(name, seed, channels_scale)
         kind, schema = "stylegan2", None
     else:
-        kind, cfg, schema, params = random_classifier(name, seed, channels_scale)
-        info["calibration"] = {"images": CALIBRATION_IMAGES, "generator": "ffhq256",
-                               "channels_scale": CALIBRATION_SCALE, "psi": CALIBRATION_PSI,
-                               "logit_std": LOGIT_STD}
+        images, calib = None, {"generator": "ffhq256", "channels_scale": CALIBRATION_SCALE}
+        if calibrate_on:
+            from jaxfair.io import checkpoints, loading
+
+            images = calibration_images(seed, loading.load_generator(calibrate_on))
+            calib = {"generator": calibrate_on,
+                     "sha256": checkpoints.fingerprint(calibrate_on)}
+        kind, cfg, schema, params = random_classifier(name, seed, channels_scale, images)
+        info["calibration"] = {**calib, "images": CALIBRATION_IMAGES, "psi": CALIBRATION_PSI,
+                               "logit_std": LOGIT_STD, "components": WHITEN_COMPONENTS}
     meta = {"kind": kind, "config": cfg.to_dict(), "source": source, "random_standin": True,
             "standin": info}
     if schema is not None:
