@@ -82,7 +82,7 @@ def write_standin() -> None:
         st = standins.create(_RANDOM.value, _SEED.value, _CHANNELS_SCALE.value,
                              _CALIBRATE_ON.value)
         checkpoints.save(_OUT.value, st.params, st.meta)
-    except (standins.StandinError, checkpoints.CheckpointDirError, OSError) as e:
+    except (standins.StandinError, checkpoints.CheckpointDirError, CheckpointError, OSError) as e:
         fail(str(e))
     print(f"wrote RANDOM STAND-IN {st.kind} checkpoint {_RANDOM.value} (seed {_SEED.value}, "
           f"channels x{_CHANNELS_SCALE.value:g}) to {_OUT.value}: not real weights")

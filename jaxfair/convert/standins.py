@@ -132,6 +132,8 @@ def _leaf_init(path: tuple[str, ...], shape: tuple[int, ...], rng: np.random.Gen
         return x / lr_mul  # equalized lr: the stored weight is N(0, 1 / lr_mul^2)
     if len(shape) == 4 and name in ("weight", "kernel") and lr_mul == 0:
         return x * np.float32(np.sqrt(2 / (shape[0] * shape[1] * shape[2])))  # He normal
+    if len(shape) == 2 and lr_mul == 0:
+        return x / np.float32(np.sqrt(shape[0]))  # ResNet fc (replaced by the calibrated head)
     return x
 
 
