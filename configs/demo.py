@@ -51,6 +51,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.output_format = ""  # also export DIR/export-<format> after the run (docs/datasets.md)
     c.identity_radius = 0.05  # rms W distance (w_std units) below which identities are one
     c.render_batch = 64  # full-resolution render + re-classification batch
+    # Memory budget of one batched step in GiB; 0: half the device's memory (CPU: of the
+    # host's available RAM). See jaxfair.judge.sizing and generate --dry_run.
+    c.memory_budget_gb = 0.0
     c.latent_dtype = "float32"  # latents.npy: float32 or float16 (half the size, lossy)
     c.writer_threads = 2  # image encoding and shard writing, off the compute thread
     c.imagefolder = False  # also write DIR/imagefolder/<group>/<identity>/<k>.<ext>

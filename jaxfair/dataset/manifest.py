@@ -21,7 +21,7 @@ from jaxfair.dataset import writer
 PLAN, MANIFEST, IMAGEFOLDER = "plan.json", "manifest.json", "imagefolder"
 FORMAT = "jaxfair-dataset/1"
 # Settings that change how a run executes but not what it writes.
-EXECUTION_KEYS = ("workdir", "writer_threads", "imagefolder")
+EXECUTION_KEYS = ("workdir", "writer_threads", "imagefolder", "memory_budget_gb")
 
 
 class PlanMismatch(ValueError):

@@ -100,7 +100,12 @@ def header(config: ml_collections.ConfigDict, G, C, groups: list[str], plan,
         | ({"directions": {"path": config.directions,
                            "sha256": checkpoints.fingerprint(config.directions)}}
            if config.variations or recipe is not None else {}),
-        "config": manifest.fingerprint_config(cfg), "units": len(plan.units)}
+        "config": manifest.fingerprint_config(cfg), "units": len(plan.units)} | (
+        # Random stand-in weights (convert --random) are recorded so the dataset is never
+        # mistaken for a real one; absent for real weights (older plan.json files match).
+        {"random_standin": standin} if (standin := {
+            name: model.meta["standin"] for name, model in (("generator", G), ("classifier", C))
+            if model.meta.get("random_standin")}) else {})
 
 
 def _compute_steps(worker, steps, out: writer.Writer, done: set[int], progress: Progress
