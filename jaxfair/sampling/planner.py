@@ -345,8 +345,15 @@ class Planner:
             h = hist[:, mine].astype(np.float64)
             inside = h @ q.astype(np.float64)  # [T, c, k] constrained coordinates
             outside = h - inside @ q.T.astype(np.float64)
-            s["rho"][g] = (chain_lib.lag1_autocorrelation(inside),
-                           chain_lib.lag1_autocorrelation(outside))
+            # Stationary variances from outside the chains: the prior's 1 off the span, the
+            # group's exact stream draws on it (pooled chain history when too few).
+            drawn = s[f"pool_z_{g}"][s[f"pool_src_{g}"] == 0] @ q.astype(np.float64)
+            var_in = float(np.mean(np.var(drawn, axis=0))) if len(drawn) >= 8 else None
+            # Off the span the prior's variance is 1 per direction: (D - k) / D per
+            # coordinate of the projection.
+            k_eff = float(np.sum(np.linalg.norm(q, axis=0) > 0))
+            s["rho"][g] = (chain_lib.lag1_autocorrelation(inside, var_in),
+                           chain_lib.lag1_autocorrelation(outside, 1.0 - k_eff / q.shape[0]))
             s["period"][g], s["thin"][g] = chain_lib.schedule(
                 *s["rho"][g], float(free.mean()), self.s.rho_max, self.s.max_thin)
             s["chain_group_evals"][g] += hist.shape[0] * len(mine)
