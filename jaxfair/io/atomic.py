@@ -12,8 +12,10 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 
+from jaxfair.errors import JaxfairError
 
-class OutputExistsError(FileExistsError):
+
+class OutputExistsError(JaxfairError, FileExistsError):
     """The output path exists and is not an empty directory."""
 
 
