@@ -19,11 +19,8 @@ from absl import flags, logging
 
 import jaxfair
 from jaxfair import cli
-from jaxfair.convert.torch_pickle import CheckpointError
-from jaxfair.io.checkpoints import CheckpointDirError
-from jaxfair.judge import attributes
-from jaxfair.judge import render as rejection
-from jaxfair.judge.attributes import TargetError
+from jaxfair import keys as keylib
+from jaxfair.judge import attributes, render
 from jaxfair.pipeline import variations as var_lib
 from jaxfair.search import spaces
 
@@ -63,14 +60,14 @@ def fit(config, specs, num: int, log=logging.info) -> var_lib.Directions:
     G = jaxfair.load_generator(config.generator)
     C = jaxfair.load_classifier(config.classifier)
     specs = parse(specs, C.schema) if isinstance(specs, str) else specs
-    root = jax.random.key(config.seed)
-    prior = spaces.estimate_prior(G, jax.random.fold_in(root, 0))
+    root = keylib.root(config.seed)
+    prior = spaces.estimate_prior(G, keylib.prior(root))
     batch = min(num, config.render_batch)
-    step = rejection.make_step(G, C, batch, config.truncation_psi, config.noise_mode)
+    step = render.make_step(G, C, batch, config.truncation_psi, config.noise_mode)
     dummy = attributes.stack_targets([attributes.any_target(C.schema)])
     ws, probs = [], []
     for i in range(-(-num // batch)):
-        _, w, _, p, _ = step(G.state, C.state, jax.random.fold_in(root, 1000 + i), dummy)
+        _, w, _, p, _ = step(G.state, C.state, keylib.labels(root, i), dummy)
         ws.append(np.asarray(w[:, 0]))
         probs.append(jax.device_get(p))
     w = np.concatenate(ws)[:num]
@@ -94,11 +91,9 @@ def fit(config, specs, num: int, log=logging.info) -> var_lib.Directions:
 def main(config):
     if _NUM.value < 2 * _MIN_CLASS:
         cli.fail(PROG, f"--num must be >= {2 * _MIN_CLASS}, got {_NUM.value}")
-    try:
+    with cli.reporting(PROG, os_error=str):
         d = fit(config, _DIRECTIONS.value, _NUM.value)
         var_lib.save(_OUT.value, d)
-    except (ValueError, TargetError, CheckpointError, CheckpointDirError, OSError) as e:
-        cli.fail(PROG, e)
     print(f"wrote {len(d.names)} directions ({', '.join(d.names)}) to {_OUT.value}")
 
 
