@@ -1,8 +1,4 @@
-r"""Throughput benchmark of the fused search: ``python -m jaxfair.benchmark``.
-
-  python -m jaxfair.benchmark --config=configs/demo.py --out=out/benchmark.json
-  python -m jaxfair.benchmark --preset=ffhq256 --config.search.num_searches=2 \
-      --config.search.population_size=4 --config.search.generations_per_chunk=2
+"""Throughput benchmark of the fused search (``python -m jaxfair.benchmark``).
 
 Measures in one run, on one model, device and population (``config.search``):
   fused     ``Engine.run``: S searches x P candidates x T generations per compiled call
@@ -23,7 +19,7 @@ load. Prints a table and the decomposition
 with the ceiling that the matmul peak puts on the first factor (and a rate of at most 1 on
 the second), and writes JSON.
 
-``--preset=ffhq256|ffhq1024`` replaces the config's checkpoints with random-weight models of
+Presets ``ffhq256|ffhq1024`` replace the config's checkpoints with random-weight models of
 the real architectures: ``StyleGAN2Config.ffhq_256()/ffhq_1024()`` and a ResNet-34 with the
 FairFace head, input 224 and FairFace preprocessing. Random classifiers accept nothing
 meaningful: use those rows for candidates/s and FLOP only.
@@ -31,7 +27,7 @@ meaningful: use those rows for candidates/s and FLOP only.
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import os
 import platform
 import time
@@ -39,31 +35,19 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import flags
 
 import jaxfair
-from jaxfair import cli
+from jaxfair import identity
+from jaxfair import keys as keylib
 from jaxfair.judge import attributes
 from jaxfair.judge import preprocess as pp
 from jaxfair.judge.classifier import Classifier
 from jaxfair.models import resnet
 from jaxfair.models import stylegan2 as sg
-from jaxfair.search import job, spaces, strategies
+from jaxfair.search import builder, spaces, strategies
 from jaxfair.search import objective as obj
 
 PRESETS = {"ffhq256": sg.StyleGAN2Config.ffhq_256, "ffhq1024": sg.StyleGAN2Config.ffhq_1024}
-
-_OUT = flags.DEFINE_string("out", None, "Write the results as JSON here.")
-_CHUNKS = flags.DEFINE_integer("chunks", 3, "Timed steady-state chunks of the fused engine "
-                               "(and as many interleaved slices of the other modes).")
-_BATCH1_SECONDS = flags.DEFINE_float("batch1_seconds", 20.0,
-                                     "Wall time given to the batch-1 original loop.")
-_PRESET = flags.DEFINE_enum("preset", None, list(PRESETS),
-                            "Random-weight FFHQ generator + ResNet-34 FairFace classifier "
-                            "instead of the config's checkpoints.")
-_TARGET = flags.DEFINE_string("target", None, "Target group (default: config.search.target; "
-                              "with --preset: race=black,gender=female).")
-
 
 def matmul_peak(n: int = 1024, reps: int = 10) -> float:
     """Measured float32 matmul throughput of the default device, GFLOP/s (best of 3)."""
@@ -172,10 +156,10 @@ class Batch1:
         return bool(self._accept(*self.args, jnp.asarray(u[None], jnp.float32)))
 
     def _dist(self, a: np.ndarray, b: np.ndarray) -> float:
-        """spaces.distance in numpy (no device dispatch on the host path)."""
-        if self.space.name == "z":
+        """spaces.distance on the host (numpy: no device dispatch on the host path)."""
+        if self.space.name == "z":  # canonical: z on its sphere
             a, b = a / np.sqrt(np.mean(a ** 2)), b / np.sqrt(np.mean(b ** 2))
-        return float(np.sqrt(np.mean((a - b) ** 2)))
+        return float(identity.distance(a, b))
 
     def _children(self, x: np.ndarray) -> list[np.ndarray]:
         d = self._dist(x, self.root)
@@ -236,28 +220,41 @@ def decompose(rows: dict, flop: float, peak: float) -> dict:
     return out
 
 
-def main(config):
+def measure(config, chunks: int = 3, batch1_seconds: float = 20.0, preset: str | None = None,
+            target_text: str | None = None) -> dict:
+    """Runs the three modes interleaved on ``config.search`` (see module docstring).
+
+    Args:
+      chunks: timed steady-state chunks of the fused engine (and as many slices of the
+        other modes).
+      batch1_seconds: wall time given to the batch-1 original loop.
+      preset: 'ffhq256' or 'ffhq1024' for random-weight models of the real architectures
+        instead of the config's checkpoints.
+      target_text: target group (default: config.search.target; with a preset:
+        race=black,gender=female).
+
+    Returns:
+      The result dict (``summary_lines`` prints it).
+    """
     sc = config.search
-    key = jax.random.key(sc.seed)
-    if _PRESET.value:
-        G, C = preset_models(_PRESET.value, jax.random.fold_in(key, 3))
-        source = {"generator": f"{_PRESET.value} (random weights)",
+    root = keylib.root(sc.seed)
+    if preset:
+        G, C = preset_models(preset, keylib.models(root))
+        source = {"generator": f"{preset} (random weights)",
                   "classifier": "ResNet-34 FairFace head, 224 px (random weights)"}
-        target_text = _TARGET.value or "race=black,gender=female"
+        target_text = target_text or "race=black,gender=female"
     else:
         G = jaxfair.load_generator(config.generator)
         C = jaxfair.load_classifier(config.classifier)
         source = {"generator": config.generator, "classifier": config.classifier}
-        target_text = _TARGET.value or sc.target
-    try:
-        engine = job.build_engine(config, G, C)
-        engine1 = job.build_engine(_one_gen(config), G, C)
-        target = attributes.parse_target(target_text, C.schema)
-    except (ValueError, attributes.TargetError) as e:
-        cli.fail("jaxfair.benchmark", e)
-    prior = spaces.estimate_prior(G, jax.random.fold_in(key, 1))
+        target_text = target_text or sc.target
+    settings = builder.Settings.from_config(config)
+    engine = builder.build(settings, G, C)
+    engine1 = builder.build(dataclasses.replace(settings, generations_per_chunk=1), G, C)
+    target = attributes.parse_target(target_text, C.schema)
+    prior = spaces.estimate_prior(G, keylib.prior(root))
     targets = attributes.stack_targets([target] * sc.num_searches)
-    keys = jax.random.split(jax.random.fold_in(key, 2), sc.num_searches)
+    keys = jax.random.split(keylib.unit(root, 0), sc.num_searches)
     peak = matmul_peak()
     t = time.perf_counter()
     state0 = jax.block_until_ready(engine.init(G.state, C.state, prior, targets, keys))
@@ -265,11 +262,10 @@ def main(config):
     fused = Fused(engine, G, C, prior, targets, keys, state0)
     unfused = Unfused(engine1, G, C, prior, targets, keys, state0)
     batch1 = Batch1(engine, G, C, prior, target, sc.seed)
-    chunks = _CHUNKS.value
     for _ in range(chunks):  # interleaved: every mode sees the same machine load
         fused.run(1)
         unfused.run(sc.generations_per_chunk)
-        batch1.run(_BATCH1_SECONDS.value / chunks)
+        batch1.run(batch1_seconds / chunks)
         # On a shared machine a single measurement may catch a busy moment: the best of
         # several is the closest to what the device can do.
         peak = max(peak, matmul_peak())
@@ -279,11 +275,11 @@ def main(config):
     for r in rows.values():
         r["gflop_per_s"] = r["candidates_per_s"] * flop / 1e9
         r["fraction_of_matmul_peak"] = r["gflop_per_s"] / peak
-    result = {
+    return {
         "device": f"{jax.devices()[0].device_kind} x{len(jax.devices())} "
                   f"({platform.machine()}, {os.cpu_count()} CPU cores)",
         "load_average_1min": os.getloadavg()[0],
-        **source, "preset": _PRESET.value, "strategy": sc.strategy, "space": sc.space,
+        **source, "preset": preset, "strategy": sc.strategy, "space": sc.space,
         "target": target_text, "searches": sc.num_searches, "population": sc.population_size,
         "generations_per_chunk": sc.generations_per_chunk, "dtype": engine.dtype,
         "score_resolution": engine.score_resolution or G.config.img_resolution,
@@ -291,29 +287,26 @@ def main(config):
         "fused_over_unfused_candidates": rows["fused"]["candidates_per_s"]
         / rows["unfused"]["candidates_per_s"],
         "decomposition": decompose(rows, flop, peak)}
-    _print(result)
-    if _OUT.value:
-        os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)
-        with open(_OUT.value, "w") as f:
-            json.dump(result, f, indent=2)
 
 
-def _print(result: dict) -> None:
+def summary_lines(result: dict) -> list[str]:
+    """The terminal table of a ``measure`` result."""
+    lines = []
     rows, dec = result["rows"], result["decomposition"]
-    print(f"device: {result['device']} (load {result['load_average_1min']:.1f}); "
-          f"{result['gflop_per_candidate']:.3f} GFLOP/candidate at "
-          f"{result['score_resolution']} px, {result['dtype']}; matmul peak "
-          f"{result['matmul_peak_gflop_per_s']:.1f} GFLOP/s")
-    print(f"{'mode':<10}{'cand/s':>10}{'accepted/s':>12}{'acc. rate':>11}{'GFLOP/s':>10}"
-          f"{'of peak':>9}")
+    lines.append(f"device: {result['device']} (load {result['load_average_1min']:.1f}); "
+                 f"{result['gflop_per_candidate']:.3f} GFLOP/candidate at "
+                 f"{result['score_resolution']} px, {result['dtype']}; matmul peak "
+                 f"{result['matmul_peak_gflop_per_s']:.1f} GFLOP/s")
+    lines.append(f"{'mode':<10}{'cand/s':>10}{'accepted/s':>12}{'acc. rate':>11}{'GFLOP/s':>10}"
+                 f"{'of peak':>9}")
     for name, r in rows.items():
         rate = "-" if r["acceptance_rate"] is None else f"{r['acceptance_rate']:.1%}"
-        print(f"{name:<10}{r['candidates_per_s']:>10.2f}{r['accepted_per_s']:>12.2f}"
-              f"{rate:>11}{r['gflop_per_s']:>10.1f}{r['fraction_of_matmul_peak']:>9.1%}")
-    print(f"fused compile + first chunk {rows['fused']['compile_and_first_chunk_s']:.1f}s "
-          f"(init {rows['fused']['init_s']:.1f}s); fused distinct accepted/s "
-          f"{rows['fused']['distinct_accepted_per_s']:.2f}; fused/unfused candidates/s "
-          f"{result['fused_over_unfused_candidates']:.2f}x")
+        lines.append(f"{name:<10}{r['candidates_per_s']:>10.2f}{r['accepted_per_s']:>12.2f}"
+                     f"{rate:>11}{r['gflop_per_s']:>10.1f}{r['fraction_of_matmul_peak']:>9.1%}")
+    lines.append(f"fused compile + first chunk {rows['fused']['compile_and_first_chunk_s']:.1f}s "
+                 f"(init {rows['fused']['init_s']:.1f}s); fused distinct accepted/s "
+                 f"{rows['fused']['distinct_accepted_per_s']:.2f}; fused/unfused candidates/s "
+                 f"{result['fused_over_unfused_candidates']:.2f}x")
     line = (f"fused/batch-1: candidates/s {dec['candidates_per_s_ratio']:.2f}x (ceiling at "
             f"matmul peak {dec['candidates_per_s_ratio_ceiling']:.1f}x)")
     if "accepted_per_s_ratio" in dec:
@@ -321,15 +314,5 @@ def _print(result: dict) -> None:
                  f"{dec['acceptance_rate_ratio_ceiling']:.1f}x) = accepted/s "
                  f"{dec['accepted_per_s_ratio']:.1f}x (ceiling "
                  f"{dec['accepted_per_s_ratio_ceiling']:.0f}x)")
-    print(line)
-
-
-def _one_gen(config):
-    c = config.copy_and_resolve_references()
-    with c.unlocked():
-        c.search.generations_per_chunk = 1
-    return c
-
-
-if __name__ == "__main__":
-    cli.run(main, "jaxfair.benchmark", default_config="configs/demo.py")
+    lines.append(line)
+    return lines
