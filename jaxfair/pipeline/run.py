@@ -21,6 +21,7 @@ import ml_collections
 import numpy as np
 
 import jaxfair
+from jaxfair.dataset import format as fmt
 from jaxfair.dataset import manifest, writer
 from jaxfair.io import checkpoints
 from jaxfair.io import images as imlib
@@ -69,7 +70,7 @@ def header(config: ml_collections.ConfigDict, G, C, groups: list[str], plan,
     """plan.json: what the run makes and from what (compared on resume)."""
     cfg = json.loads(config.to_json())
     return {
-        "format": manifest.FORMAT, "jaxfair_version": jaxfair.__version__,
+        "format": fmt.FORMAT, "jaxfair_version": jaxfair.__version__,
         "method": config.method, "attributes": list(config.attributes),
         "schema": {a.name: list(a.classes) for a in C.schema.attributes},
         "groups": {g: plan.quota for g in groups}, "variations": config.variations,
@@ -176,6 +177,6 @@ def _finalize(config, workdir: str, head: dict, plan, worker, log) -> dict:
     summary = manifest.summarise(workdir, head, plan, excluded)
     if config.imagefolder and config.image_format != "none":
         summary["imagefolder_images"] = manifest.write_imagefolder(workdir, plan, excluded)
-    manifest.write_json(f"{workdir}/{manifest.MANIFEST}", summary)
+    manifest.write_json(f"{workdir}/{fmt.MANIFEST}", summary)
     return summary
 
