@@ -126,12 +126,6 @@ def test_unverified_draw_keeps_every_sample(fitted, tmp_path):
     assert np.load(tmp_path / "u" / "ws.npy").shape == (5, 64)
 
 
-def test_distinct_share():
-    w = np.array([[0.0, 0.0], [0.01, 0.0], [1.0, 1.0], [1.0, 1.05], [3.0, 0.0]])
-    assert distribution_draw.distinct_share(w, np.ones(2), 0.1) == 0.6
-    assert distribution_draw.distinct_share(w, np.full(2, 100.0), 0.1) == 0.2
-
-
 def test_draw_step_compiles_once_for_all_groups(fitted):
     config, workdir, _ = fitted
     model = distribution.load(workdir)
