@@ -2,12 +2,12 @@
 
 import json
 import os
-import subprocess
 import sys
 
 import jax
 import numpy as np
 import pytest
+from cli_runs import run_all
 from demo_config import ROOT
 from demo_config import load as load_config
 
@@ -71,11 +71,11 @@ def test_entry_point_bad_input_one_line_exit_2(tiny_dirs, tmp_path):
     g, c = tiny_dirs
     base = [sys.executable, "-m", "jaxfair.search", f"--config.generator={g}",
             f"--config.classifier={c}", f"--workdir={tmp_path / 'out'}"]
-    for args in (["--config.search.strategy=Nelder_Mead"], ["--target=tone=purple"],
-                 ["--target=eyes=blue"], ["--config.threshold=1.5"],
-                 ["--config.search.strategy=Open_ES", "--config.search.population_size=7"],
-                 ["--config.search.strategy=CMA_ES", "--config.search.space=wplus"]):
-        r = subprocess.run(base + args, cwd=ROOT, capture_output=True, text=True)
+    cases = (["--config.search.strategy=Nelder_Mead"], ["--target=tone=purple"],
+             ["--target=eyes=blue"], ["--config.threshold=1.5"],
+             ["--config.search.strategy=Open_ES", "--config.search.population_size=7"],
+             ["--config.search.strategy=CMA_ES", "--config.search.space=wplus"])
+    for args, r in zip(cases, run_all([base + args for args in cases], cwd=ROOT)):
         errors = [line for line in r.stderr.splitlines() if "error:" in line]
         assert r.returncode == 2 and len(errors) == 1 and "Traceback" not in r.stderr, \
             (args, r.stderr[-2000:])
