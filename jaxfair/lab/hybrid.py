@@ -336,10 +336,7 @@ def compare(config: ml_collections.ConfigDict, G, C, fitted: distribution.Fitted
         arms = tuple(a for a in arms if a != "start_only")
     root = keylib.root(sc.seed)
     prior = spaces.estimate_prior(G, keylib.prior(root))
-    g_state, c_state = G.state, C.state
-    mesh = eng_lib.search_mesh(sc.num_searches) if len(jax.devices()) > 1 else None
-    if mesh is not None:
-        g_state, c_state, prior = eng_lib.replicate((g_state, c_state, prior), mesh)
+    mesh, (g_state, c_state, prior) = eng_lib.place(sc.num_searches, (G.state, C.state, prior))
     out = {}
     for g in groups:
         name = fitted.groups[g]

@@ -81,12 +81,8 @@ class SearchFinder:
         self.latent_space = "wplus" if self.engine.space.name == "wplus" else "w"
         self.targets = [attributes.parse_target(g, C.schema) for g in groups]
         self.prior, self.units_root = roots(config, G)
-        self.g_state, self.c_state, self.prior_dev = G.state, C.state, self.prior
-        self.mesh = None
-        if len(jax.local_devices()) > 1:
-            self.mesh = eng_lib.search_mesh(self.engine.num_searches, jax.local_devices())
-            self.g_state, self.c_state, self.prior_dev = eng_lib.replicate(
-                (self.g_state, self.c_state, self.prior), self.mesh)
+        self.mesh, (self.g_state, self.c_state, self.prior_dev) = eng_lib.place(
+            self.engine.num_searches, (G.state, C.state, self.prior), jax.local_devices())
 
     def find(self, units: list[Unit]) -> list[Found]:
         cfg, eng = self.config, self.engine

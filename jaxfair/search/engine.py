@@ -291,8 +291,21 @@ class Engine:
         return probs, img
 
 
-def shard(tree, mesh: jax.sharding.Mesh, axis: str = "search"):
-    """Places every leaf's leading (search) axis over ``mesh``'s ``axis``."""
+def place(num_searches: int, shared, devices=None):
+    """Where a run's searches go: ``(mesh, shared)``. With several ``devices`` (default: all),
+    a 'search' mesh over them and ``shared`` (weights, prior) replicated on it; with one,
+    ``(None, shared)`` unchanged. Shard per-search arrays with ``shard(tree, mesh)``."""
+    devices = jax.devices() if devices is None else devices
+    if len(devices) < 2:
+        return None, shared
+    mesh = search_mesh(num_searches, devices)
+    return mesh, replicate(shared, mesh)
+
+
+def shard(tree, mesh: jax.sharding.Mesh | None, axis: str = "search"):
+    """Places every leaf's leading (search) axis over ``mesh``'s ``axis`` (None: as is)."""
+    if mesh is None:
+        return tree
     spec = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(axis))
     return jax.device_put(tree, spec)
 

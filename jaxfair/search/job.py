@@ -50,11 +50,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, target_text: str,
     prior = spaces.estimate_prior(G, keylib.prior(root))
     targets = attributes.stack_targets([target] * sc.num_searches)
     keys = jax.random.split(keylib.unit(root, 0), sc.num_searches)
-    g_state, c_state = G.state, C.state
-    if len(jax.devices()) > 1:
-        mesh = eng_lib.search_mesh(sc.num_searches)
-        g_state, c_state, prior = eng_lib.replicate((g_state, c_state, prior), mesh)
-        targets, keys = eng_lib.shard((targets, keys), mesh)
+    mesh, (g_state, c_state, prior) = eng_lib.place(sc.num_searches, (G.state, C.state, prior))
+    targets, keys = eng_lib.shard((targets, keys), mesh)
 
     t0 = time.perf_counter()
     state = jax.block_until_ready(engine.init(g_state, c_state, prior, targets, keys))
