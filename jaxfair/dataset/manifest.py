@@ -29,6 +29,7 @@ from jaxfair.dataset.format import (
     slug,
 )
 from jaxfair.errors import JaxfairError
+from jaxfair.io import atomic
 
 # Settings that change how a run executes but not what it writes.
 EXECUTION_KEYS = ("workdir", "writer_threads", "imagefolder")
@@ -39,13 +40,9 @@ class PlanMismatch(JaxfairError, ValueError):
 
 
 def write_json(path: str, obj: dict) -> None:
-    """Writes JSON atomically (temp file in the same directory, then rename)."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
+    """Writes JSON atomically (``io.atomic.file``)."""
+    with atomic.file(path) as f:
         json.dump(obj, f, indent=1, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def fingerprint_config(config: dict) -> dict:

@@ -19,7 +19,6 @@ attribute class by logistic regression in W (``fit_direction``).
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Callable
 
 import jax
@@ -29,6 +28,7 @@ import optax
 
 import jaxfair
 from jaxfair import keys as keylib
+from jaxfair.io import atomic
 from jaxfair.judge import attributes, render
 from jaxfair.search import objective as obj
 from jaxfair.search import spaces
@@ -76,10 +76,9 @@ def load(path: str, w_dim: int) -> Directions:
 
 
 def save(path: str, d: Directions) -> None:
-    """Writes a directions file atomically (temp file, then rename)."""
-    tmp = f"{path}.tmp-{os.getpid()}.npz"
-    np.savez(tmp, names=np.asarray(d.names), directions=d.vectors, scales=d.scales)
-    os.replace(tmp, path)
+    """Writes a directions file atomically (``io.atomic.file``)."""
+    with atomic.file(path, "wb") as f:
+        np.savez(f, names=np.asarray(d.names), directions=d.vectors, scales=d.scales)
 
 
 @dataclasses.dataclass
