@@ -59,12 +59,8 @@ class Settings:
         if config.identity_radius < 0:
             raise ValueError(f"identity_radius must be >= 0, got {config.identity_radius}")
         sc = config.search
-        # Configs written before feature_radius, dtype and eval_batch existed keep their
-        # meaning (off, float32, whole batch).
-        defaults = {"feature_radius": 0.0, "dtype": "float32", "eval_batch": 0}
         top = ("threshold", "duplicate_radius", "psi", "noise_mode")
-        kw = {f.name: sc.get(f.name, defaults.get(f.name)) for f in dataclasses.fields(cls)
-              if f.name not in top}
+        kw = {f.name: sc[f.name] for f in dataclasses.fields(cls) if f.name not in top}
         kw.update(threshold=config.threshold, duplicate_radius=config.identity_radius,
                   psi=config.truncation_psi, noise_mode=config.noise_mode)
         return dataclasses.replace(cls(**kw), **overrides)
@@ -78,9 +74,9 @@ def validate(sc: ml_collections.ConfigDict) -> None:
                  "max_generations", "num_accepted", "archive_capacity"):
         if sc[name] < 1:
             raise ValueError(f"search.{name} must be >= 1, got {sc[name]}")
-    if sc.get("feature_radius", 0.0) < 0:
+    if sc.feature_radius < 0:
         raise ValueError(f"search.feature_radius must be >= 0, got {sc.feature_radius}")
-    if sc.get("dtype", "float32") not in ("float32", "bfloat16"):
+    if sc.dtype not in ("float32", "bfloat16"):
         raise ValueError(f"search.dtype must be float32 or bfloat16, got {sc.dtype!r}")
     if sc.sigma_init <= 0:
         raise ValueError(f"search.sigma_init must be > 0, got {sc.sigma_init}")
