@@ -44,26 +44,17 @@ def main(config):
     if _DISTRIBUTED.value or _COORDINATOR.value:
         # Before anything touches a JAX backend (importing evosax does).
         distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
-    from jaxfair.convert.torch_pickle import CheckpointError
-    from jaxfair.dataset import manifest
-    from jaxfair.io.checkpoints import CheckpointDirError
-    from jaxfair.judge.attributes import TargetError
-    from jaxfair.pipeline import finders
     from jaxfair.pipeline import run as pipeline
 
-    try:
+    # An unwritable directory or a full disk: finished shards stay intact.
+    with cli.reporting(PROG, os_error=lambda e: f"cannot write to {workdir}: {e}; finished "
+                       "shards are intact, rerun the same command to resume"):
         if _DRY_RUN.value:
             from jaxfair.pipeline import dry_run
 
             dry_run.run(config, log=print)
             return
         summary = pipeline.run(config, workdir, _OVERWRITE.value, log=logging.info)
-    except (ValueError, CheckpointError, CheckpointDirError, FileNotFoundError, TargetError,
-            manifest.PlanMismatch, finders.TargetNotReached) as e:
-        cli.fail(PROG, e)
-    except OSError as e:  # unwritable directory, disk full: finished shards stay intact
-        cli.fail(PROG, f"cannot write to {workdir}: {e}; finished shards are intact, rerun "
-                       f"the same command to resume")
     if "counts" in summary:
         print(f"wrote {summary['images']} images of {summary['identities']} identities in "
               f"{len(summary['counts'])} groups to {workdir}")

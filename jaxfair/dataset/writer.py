@@ -23,15 +23,9 @@ import threading
 
 import numpy as np
 
+from jaxfair.dataset.format import DONE, LATENTS, RECORDS, SHARDS, Z, shard_dir
 from jaxfair.io import images as imlib
 from jaxfair.pipeline.worker import UnitOutput
-
-SHARDS = "shards"
-DONE = "DONE"
-
-
-def shard_dir(workdir: str, unit_id: int) -> str:
-    return os.path.join(workdir, SHARDS, f"{unit_id:05d}")
 
 
 def done_units(workdir: str) -> set[int]:
@@ -77,11 +71,11 @@ def write_shard(workdir: str, out: UnitOutput, image_format: str, latent_dtype: 
             rec["file"] = f"{rec['id']}.{image_format}"
             _fsync_write(os.path.join(tmp, rec["file"]), imlib.encode(img, image_format))
         lines.append(json.dumps(rec, sort_keys=True))
-    _fsync_write(os.path.join(tmp, "records.jsonl"), ("\n".join(lines) + "\n").encode())
-    with open(os.path.join(tmp, "latents.npy"), "wb") as f:
+    _fsync_write(os.path.join(tmp, RECORDS), ("\n".join(lines) + "\n").encode())
+    with open(os.path.join(tmp, LATENTS), "wb") as f:
         np.save(f, out.latents.astype(latent_dtype))
     if out.z is not None:
-        with open(os.path.join(tmp, "z.npy"), "wb") as f:
+        with open(os.path.join(tmp, Z), "wb") as f:
             np.save(f, out.z.astype(np.float32))
     done = {"unit": out.unit.id, "records": len(out.records), **out.stats}
     _fsync_write(os.path.join(tmp, DONE), json.dumps(done, sort_keys=True).encode())

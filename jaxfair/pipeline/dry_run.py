@@ -35,7 +35,6 @@ from jaxfair.judge import attributes, sizing
 from jaxfair.judge import render as render_lib
 from jaxfair.pipeline import plan as plan_lib
 from jaxfair.pipeline import run as run_lib
-from jaxfair.pipeline import worker as worker_lib
 from jaxfair.sampling import chains as chain_lib
 from jaxfair.sampling import stream as stream_lib
 from jaxfair.search import objective as obj
@@ -75,7 +74,7 @@ def step_factories(config: ml_collections.ConfigDict, G, C, groups: list[str]
 
     def render_step(b):
         ws = jax.ShapeDtypeStruct((b, G.config.num_ws, G.config.w_dim), jnp.float32)
-        return worker_lib._render_fn(G, C, config.noise_mode), (g_abs, c_abs, ws)
+        return render_lib.make_render(G, C, config.noise_mode, config.crop), (g_abs, c_abs, ws)
 
     steps = []
     if config.method == "planner":

@@ -24,6 +24,7 @@ import numpy as np
 
 import jaxfair
 from jaxfair.dataset import export as export_lib
+from jaxfair.dataset import format as fmt
 from jaxfair.dataset import manifest, writer
 from jaxfair.io import checkpoints
 from jaxfair.io import images as imlib
@@ -84,7 +85,7 @@ def header(config: ml_collections.ConfigDict, G, C, groups: list[str], plan,
     """plan.json: what the run makes and from what (compared on resume)."""
     cfg = json.loads(config.to_json())
     return {
-        "format": manifest.FORMAT, "jaxfair_version": jaxfair.__version__,
+        "format": fmt.FORMAT, "jaxfair_version": jaxfair.__version__,
         "method": config.method, "attributes": list(config.attributes),
         "schema": {a.name: list(a.classes) for a in C.schema.attributes},
         "groups": {g: plan.quota for g in groups},
@@ -225,6 +226,6 @@ def _finalize(config, workdir: str, head: dict, plan, worker, log) -> dict:
             for g in sorted(worker.finder.short)}
     if config.imagefolder and config.image_format != "none":
         summary["imagefolder_images"] = manifest.write_imagefolder(workdir, plan, excluded)
-    manifest.write_json(f"{workdir}/{manifest.MANIFEST}", summary)
+    manifest.write_json(f"{workdir}/{fmt.MANIFEST}", summary)
     return summary
 
