@@ -3,8 +3,8 @@
 ``prepare`` runs the planner once per dataset, before any unit: process 0 computes it,
 checkpointing its state to ``DIR/planner.npz`` (``PLANNER_STATE``) after every round (a
 killed run resumes from the last round, byte-identically: the rounds are deterministic),
-other processes wait at a barrier and read the finished state. ``find(units)`` then hands every unit its slice of its
-group's identities: unit ``index`` of group g takes identities ``[index * per_unit,
+other processes wait at a barrier and read the finished state. ``find(units)`` then hands
+every unit its slice of its group's identities: unit ``index`` of group g takes identities ``[index * per_unit,
 index * per_unit + size)`` in the order the planner accepted them.
 
 Evaluations of the planner are the dataset's, not a unit's: ``evaluations`` reports them for
