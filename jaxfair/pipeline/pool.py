@@ -4,8 +4,8 @@
 checkpointing its state to ``DIR/planner.npz`` (``PLANNER_STATE``) after every round (a
 killed run resumes from the last round, byte-identically: the rounds are deterministic),
 other processes wait at a barrier and read the finished state. ``find(units)`` then hands
-every unit its slice of its group's identities: unit ``index`` of group g takes identities ``[index * per_unit,
-index * per_unit + size)`` in the order the planner accepted them.
+every unit its slice of its group's identities: unit ``index`` of group g takes identities
+``[index * per_unit, index * per_unit + size)`` in the order the planner accepted them.
 
 Evaluations of the planner are the dataset's, not a unit's: ``evaluations`` reports them for
 the manifest (stream, chains).
