@@ -77,7 +77,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.search.update(dict(
         target="race=black,gender=female",
         strategy="Sep_CMA_ES", space="z", population_size=32, num_searches=16,
-        threshold=0.9, score_resolution=256, eval_batch=0, max_generations=300))
+        score_resolution=256, eval_batch=0, max_generations=300))
     c.distribution.attributes = ("race", "gender")
     c.distribution.extra_groups = ()
     c.distribution.counts = "race=black,gender=female:64"

@@ -73,7 +73,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         max_generations=2000,
         num_accepted=256,
         archive_capacity=256,
-        threshold=0.5,
         score_resolution=0,  # the original judges full 1024 px images
     ))
     c.report.batch_size = 16
