@@ -50,8 +50,7 @@ def parse(text: str, schema: attributes.Schema) -> list[tuple[str, str, float]]:
             s = float(scale) if scale else 1.0
         except ValueError:
             raise ValueError(f"bad scale {scale!r} in {part!r}") from None
-        if s <= 0:
-            raise ValueError(f"scale must be > 0 in {part!r}")
+        var_lib.check_scale(s, f"--directions {part!r}")  # NaN and inf too
         out.append((a.name, cls.strip(), s))
     if not out:
         raise ValueError("--directions names no direction")

@@ -41,6 +41,7 @@ def main(config):
         distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     from jaxfair.convert.torch_pickle import CheckpointError
     from jaxfair.dataset import manifest
+    from jaxfair.errors import JaxfairError
     from jaxfair.io.checkpoints import CheckpointDirError
     from jaxfair.judge.attributes import TargetError
     from jaxfair.pipeline import finders
@@ -49,7 +50,7 @@ def main(config):
     try:
         summary = pipeline.run(config, workdir, _OVERWRITE.value, log=logging.info)
     except (ValueError, CheckpointError, CheckpointDirError, FileNotFoundError, TargetError,
-            manifest.PlanMismatch, finders.TargetNotReached) as e:
+            manifest.PlanMismatch, finders.TargetNotReached, JaxfairError) as e:
         cli.fail(PROG, e)
     except OSError as e:  # unwritable directory, disk full: finished shards stay intact
         cli.fail(PROG, f"cannot write to {workdir}: {e}; finished shards are intact, rerun "
