@@ -76,3 +76,37 @@ def test_a_racer_holding_the_removed_file_does_not_count(tmp_path):
         lock.release(second)
     finally:
         os.close(stale)
+
+
+RUN = ("import sys\n"
+       "import jax\n"
+       "jax.distributed.initialize(sys.argv[2], 2, int(sys.argv[3]))\n"
+       "from jaxfair.dataset import lock\n"
+       "try:\n"
+       "    with lock.hold_for_run(sys.argv[1], jax.process_index(), 2):\n"
+       "        print('held')\n"
+       "except lock.WorkdirBusy as e:\n"
+       "    print('refused:', e)\n")
+
+
+def test_a_refused_multi_process_run_stops_in_every_process(tmp_path):
+    d = str(tmp_path / "ds")
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = s.getsockname()[1]
+    p = holder(d)
+    env = dict(os.environ)
+    env.pop("XLA_FLAGS", None)
+    try:
+        procs = [subprocess.Popen([sys.executable, "-c", RUN, d, f"localhost:{port}", str(i)],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  env=env) for i in (0, 1)]
+        outs = [q.communicate(timeout=300) for q in procs]
+    finally:
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+    assert [q.returncode for q in procs] == [0, 0], outs
+    last = [out.strip().splitlines()[-1] for out, _ in outs]  # after the backend's own lines
+    assert last[0].startswith("refused:") and f"pid {p.pid}" in last[0], outs
+    assert last[1].startswith("refused:") and "process 0 of this run" in last[1], outs
+    assert os.listdir(d) == [lock.LOCK]
