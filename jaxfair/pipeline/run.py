@@ -210,6 +210,9 @@ def _finalize(config, workdir: str, head: dict, plan, worker, log) -> dict:
             break
         plan = plan.extend(short)
         new = [s for s in plan.steps if s[0].id >= plan.segments[-1]]
+        # A rerun of a finished dataset meets its top-up shards only here.
+        verify.remove_damaged(workdir, [u.id for s in new for u in s], log,
+                              config.writer_threads)
         done = writer.done_units(workdir)
         writer.clean_partial(workdir, [u.id for s in new for u in s])
         log(f"{len(excluded)} near-duplicate identities removed; top-up units for "
