@@ -2,14 +2,20 @@
 
 ml_collections loads config files and applies ``--config.x=...`` overrides while flags are
 defined and parsed, raising whatever the config module raises; ``run`` turns every such
-input error into one line on stderr and exit status 2 instead of a traceback.
+input error into one line on stderr and exit status 2 instead of a traceback. Inside a
+command, ``reporting`` does the same for the library's user errors (``USER_ERRORS``).
+
+Example (an entry point's main):
+  with cli.reporting(PROG):
+      summary = library.run(config, workdir)
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import jax
 import jax.numpy as jnp
@@ -17,6 +23,8 @@ import ml_collections
 from absl import app, flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
+
+from jaxfair.errors import JaxfairError
 
 # Libraries whose INFO lines drown the job's own progress (orbax logs every read and write).
 _QUIET = ("/orbax/", "/jax/_src/xla_bridge.py")
@@ -39,6 +47,31 @@ def fail(prog: str, msg: object) -> None:
     text = " ".join(str(msg).split())  # multi-line library messages become one line
     print(f"{prog}: error: {text}", file=sys.stderr)
     sys.exit(2)
+
+
+# What a command reports as one line, exit status 2: jaxfair's own errors (JaxfairError:
+# bad targets, checkpoints, datasets, plans, existing outputs, unreached targets), the
+# ValueErrors of settings validation (and of the checkpoint readers), and missing inputs.
+USER_ERRORS = (JaxfairError, ValueError, FileNotFoundError)
+
+
+@contextlib.contextmanager
+def reporting(prog: str, os_error: Callable[[OSError], str] | None = None) -> Iterator[None]:
+    """Runs the body; a ``USER_ERRORS`` exception becomes ``prog: error: message``, exit 2.
+
+    Args:
+      prog: name used in error messages, e.g. 'jaxfair.generate'.
+      os_error: for commands that write: the one-line message of any other OSError
+        (unwritable directory, full disk); None lets it propagate.
+    """
+    try:
+        yield
+    except USER_ERRORS as e:
+        fail(prog, e)
+    except OSError as e:
+        if os_error is None:
+            raise
+        fail(prog, os_error(e))
 
 
 def run(main: Callable[..., None], prog: str, default_config: str | None = None) -> None:

@@ -28,9 +28,10 @@ import os
 import socket
 from collections.abc import Iterator
 
+from jaxfair.dataset.format import LOCK
 from jaxfair.errors import JaxfairError
 
-LOCK = ".lock"
+__all__ = ["LOCK", "Lock", "WorkdirBusy", "acquire", "hold", "hold_for_run", "release"]
 # A job that keeps losing the inode race is racing many others; give up rather than spin.
 _MAX_TRIES = 100
 

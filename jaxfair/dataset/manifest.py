@@ -16,27 +16,35 @@ import shutil
 
 import numpy as np
 
-from jaxfair.dataset import writer
-from jaxfair.dataset.lock import LOCK
+from jaxfair import identity
+from jaxfair.dataset.format import (
+    DONE,
+    IMAGEFOLDER,
+    LATENTS,
+    LOCK,
+    MANIFEST,
+    PLAN,
+    PLANNER_STATE,
+    RECORDS,
+    SHARDS,
+    shard_dir,
+    slug,
+)
+from jaxfair.errors import JaxfairError
+from jaxfair.io import atomic
 
-PLAN, MANIFEST, IMAGEFOLDER = "plan.json", "manifest.json", "imagefolder"
-FORMAT = "jaxfair-dataset/1"
 # Settings that change how a run executes but not what it writes.
-EXECUTION_KEYS = ("workdir", "writer_threads", "imagefolder")
+EXECUTION_KEYS = ("workdir", "writer_threads", "imagefolder", "memory_budget_gb")
 
 
-class PlanMismatch(ValueError):
+class PlanMismatch(JaxfairError, ValueError):
     """The directory holds a dataset made with other settings or checkpoints."""
 
 
 def write_json(path: str, obj: dict) -> None:
-    """Writes JSON atomically (temp file in the same directory, then rename)."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
+    """Writes JSON atomically (``io.atomic.file``)."""
+    with atomic.file(path) as f:
         json.dump(obj, f, indent=1, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 # Budgets: a larger one finishes what a smaller one left short and never changes a finished
@@ -95,7 +103,7 @@ def prepare(workdir: str, header: dict, overwrite: bool) -> None:
             raise PlanMismatch(f"{workdir} holds a dataset made with other settings or "
                                f"checkpoints ({diff}); rerun with --overwrite to replace it, or "
                                f"choose another --workdir")
-        for name in (writer.SHARDS, IMAGEFOLDER, MANIFEST, PLAN, "report", "planner.npz"):
+        for name in (SHARDS, IMAGEFOLDER, MANIFEST, PLAN, "report", PLANNER_STATE):
             p = os.path.join(workdir, name)
             if os.path.isdir(p):
                 shutil.rmtree(p)
@@ -110,10 +118,10 @@ def prepare(workdir: str, header: dict, overwrite: bool) -> None:
 
 def read_unit(workdir: str, unit_id: int) -> tuple[list[dict], np.ndarray]:
     """(records, latents [n, ...]) of a finished shard."""
-    d = writer.shard_dir(workdir, unit_id)
-    with open(os.path.join(d, "records.jsonl")) as f:
+    d = shard_dir(workdir, unit_id)
+    with open(os.path.join(d, RECORDS)) as f:
         records = [json.loads(line) for line in f if line.strip()]
-    return records, np.load(os.path.join(d, "latents.npy"))
+    return records, np.load(os.path.join(d, LATENTS))
 
 
 def exclude_near_duplicates(workdir: str, units, radius: float, w_std: float
@@ -122,8 +130,9 @@ def exclude_near_duplicates(workdir: str, units, radius: float, w_std: float
 
     Args:
       units: plan units in id order.
-      radius: rms distance in W (units of w_std) at or below which two identities are the
-        same face (0: only exact copies).
+      radius: the identity radius (``jaxfair.identity``: rms distance in W, units of the
+        prior's w_std) at or below which two identities are the same face (0: only exact
+        copies).
 
     Returns:
       (excluded identity ids, kept identities per group index).
@@ -132,14 +141,14 @@ def exclude_near_duplicates(workdir: str, units, radius: float, w_std: float
     excluded: set[str] = set()
     for unit in units:
         records, latents = read_unit(workdir, unit.id)
-        lat = latents.reshape(len(latents), -1).astype(np.float64) / w_std
+        lat = identity.to_prior_units(latents, 0.0, w_std)  # differences: w_avg cancels
         prev = np.concatenate(kept[unit.group]) if kept.get(unit.group) else None
         new = []
         for r in records:
             if r["variation"] != 0:
                 continue
             x = lat[r["latent_row"]]
-            if prev is not None and np.sqrt(np.min(np.mean((prev - x) ** 2, axis=1))) <= radius:
+            if prev is not None and np.min(identity.distance(prev, x)) <= radius:
                 excluded.add(r["identity"])
             else:
                 new.append(x)
@@ -160,7 +169,7 @@ def summarise(workdir: str, header: dict, plan, excluded: set[str],
     excluded_records, stats = [], {}
     for unit in plan.units:
         records, _ = read_unit(workdir, unit.id)
-        with open(os.path.join(writer.shard_dir(workdir, unit.id), writer.DONE)) as f:
+        with open(os.path.join(shard_dir(workdir, unit.id), DONE)) as f:
             for k, v in json.load(f).items():
                 if k not in ("unit", "records", "files"):  # files: verify.py's checksums
                     stats[k] = stats.get(k, 0) + v
@@ -185,11 +194,6 @@ def summarise(workdir: str, header: dict, plan, excluded: set[str],
             "score_disagreements": stats.get("score_disagreements", 0)}
 
 
-def slug(group: str) -> str:
-    """A group's text as a directory name: 'tone=dark,hair=long' -> 'tone-dark_hair-long'."""
-    return group.replace("=", "-").replace(",", "_").replace("|", "+")
-
-
 def write_imagefolder(workdir: str, plan, excluded: set[str]) -> int:
     """``DIR/imagefolder/<group>/<identity>/<variation>.<ext>`` as hard links to the shard
     images (copies where links are not possible), rebuilt atomically; returns image count."""
@@ -205,7 +209,7 @@ def write_imagefolder(workdir: str, plan, excluded: set[str]) -> int:
             ext = os.path.splitext(r["file"])[1]
             d = os.path.join(tmp, slug(r["group"]), r["identity"])
             os.makedirs(d, exist_ok=True)
-            src = os.path.join(writer.shard_dir(workdir, unit.id), r["file"])
+            src = os.path.join(shard_dir(workdir, unit.id), r["file"])
             dst = os.path.join(d, f"{r['variation']:02d}{ext}")
             try:
                 os.link(src, dst)

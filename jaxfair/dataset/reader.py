@@ -31,23 +31,22 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from jaxfair.dataset import verify
+from jaxfair.dataset.format import (
+    DONE,
+    FORMAT,
+    LATENTS,
+    MANIFEST,
+    PLAN,
+    RECORDS,
+    SHARDS,
+)
+from jaxfair.dataset.format import PLAN_KEYS as _PLAN_KEYS
+from jaxfair.dataset.format import RECORD_KEYS as _RECORD_KEYS
+from jaxfair.errors import JaxfairError
 from jaxfair.judge import attributes
 
-FORMAT = "jaxfair-dataset/1"
-PLAN = "plan.json"
-MANIFEST = "manifest.json"
-SHARDS = "shards"
-DONE = "DONE"
-RECORDS = "records.jsonl"
-LATENTS = "latents.npy"
 
-_PLAN_KEYS = ("method", "attributes", "schema", "groups", "variations", "image_format",
-              "latent_space")
-_RECORD_KEYS = ("id", "identity", "group", "variation", "file", "latent_row", "attributes",
-                "target_probs", "unit")
-
-
-class DatasetError(ValueError):
+class DatasetError(JaxfairError, ValueError):
     """A directory that is not a readable jaxfair dataset (the message is one line)."""
 
 

@@ -21,8 +21,8 @@ import os
 import shutil
 from collections.abc import Callable, Iterable
 
-SHARDS, DONE = "shards", "DONE"
-TMP = ".tmp-"
+from jaxfair.dataset.format import DONE, SHARDS, TMP, shard_dir
+
 _CHUNK = 1 << 20
 
 
@@ -100,7 +100,7 @@ def remove_damaged(workdir: str, unit_ids: Iterable[int], log: Callable[[str], N
                    threads: int = 4) -> list[int]:
     """Checks the finished shards of ``unit_ids`` and removes the damaged ones, one log
     line each; returns their unit ids (the caller recomputes them)."""
-    shards = [(u, os.path.join(workdir, SHARDS, f"{u:05d}")) for u in unit_ids]
+    shards = [(u, shard_dir(workdir, u)) for u in unit_ids]
     shards = [(u, d) for u, d in shards if os.path.exists(os.path.join(d, DONE))]
     # hashlib releases the GIL on large buffers: threads overlap reading and hashing.
     with concurrent.futures.ThreadPoolExecutor(max(1, threads)) as pool:

@@ -25,15 +25,9 @@ import threading
 import numpy as np
 
 from jaxfair.dataset import verify
+from jaxfair.dataset.format import DONE, LATENTS, RECORDS, SHARDS, Z, shard_dir
 from jaxfair.io import images as imlib
 from jaxfair.pipeline.worker import UnitOutput
-
-SHARDS = "shards"
-DONE = "DONE"
-
-
-def shard_dir(workdir: str, unit_id: int) -> str:
-    return os.path.join(workdir, SHARDS, f"{unit_id:05d}")
 
 
 def done_units(workdir: str) -> set[int]:
@@ -92,10 +86,10 @@ def write_shard(workdir: str, out: UnitOutput, image_format: str, latent_dtype: 
             rec["file"] = f"{rec['id']}.{image_format}"
             put(rec["file"], imlib.encode(img, image_format))
         lines.append(json.dumps(rec, sort_keys=True))
-    put("records.jsonl", ("\n".join(lines) + "\n").encode())
-    put("latents.npy", _npy(out.latents.astype(latent_dtype)))
+    put(RECORDS, ("\n".join(lines) + "\n").encode())
+    put(LATENTS, _npy(out.latents.astype(latent_dtype)))
     if out.z is not None:
-        put("z.npy", _npy(out.z.astype(np.float32)))
+        put(Z, _npy(out.z.astype(np.float32)))
     done = {"unit": out.unit.id, "records": len(out.records), "files": files, **out.stats}
     _fsync_write(os.path.join(tmp, DONE), json.dumps(done, sort_keys=True).encode())
     os.replace(tmp, final)

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxfair.demo import fit_generator, world
+from jaxfair.io import atomic
 from jaxfair.io import images as imlib
 from jaxfair.judge.classifier import Classifier
 from jaxfair.models.stylegan2 import Generator
@@ -132,10 +133,8 @@ def main():
     for name, sheet in group_sheets(samples).items():
         with open(os.path.join(sheets, f"{name}.png"), "wb") as f:
             f.write(imlib.encode(sheet))
-    tmp = os.path.join(demo, ".report.json.tmp")
-    with open(tmp, "w") as f:
+    with atomic.file(os.path.join(demo, "report.json")) as f:
         json.dump(report, f, indent=2)
-    os.replace(tmp, os.path.join(demo, "report.json"))
     print(json.dumps(report, indent=2))
 
 

@@ -22,16 +22,18 @@ import numpy as np
 from flax import nnx
 
 import jaxfair
+from jaxfair import identity
+from jaxfair import keys as keylib
+from jaxfair.dataset import format as fmt
 from jaxfair.distribution import gmm as gmmlib
 from jaxfair.distribution.fit import Fitted, load
 from jaxfair.io import atomic
 from jaxfair.io import images as imlib
-from jaxfair.judge import attributes
-from jaxfair.judge import render as rejection
+from jaxfair.judge import attributes, render
 from jaxfair.judge.classifier import Classifier
-from jaxfair.judge.classifier import predict as classifier_predict
 from jaxfair.models import autoencoder as ae
 from jaxfair.models import stylegan2 as sg
+from jaxfair.search import spaces
 
 # Draws of one command, all groups together: draw holds every kept image in memory until
 # it writes them (bulk datasets are generate's job, shard by shard on disk).
@@ -98,42 +100,12 @@ def make_draw_step(G: sg.Generator, C: Classifier, graphdef: nnx.GraphDef, batch
         kc, kn = jax.random.split(key)
         w = ae.decode(graphdef, ae_state, gmmlib.sample(kc, mixture, batch_size))
         ws = jnp.broadcast_to(w[:, None], (batch_size, G.config.num_ws, G.config.w_dim))
-        img = sg.synthesis(G.graphdef, g_state, ws, noise_mode,
-                           kn if noise_mode == "random" else None)
-        probs = classifier_predict(C.graphdef, c_state, img, C.preprocess, C.schema)
-        mass = rejection.group_masses(probs, attributes.stack_targets([target]))[0]
+        img, probs, _ = render.judge(G.graphdef, g_state, C.graphdef, c_state, C.preprocess,
+                                     C.schema, ws, noise_mode, kn)
+        mass = render.group_masses(probs, attributes.stack_targets([target]))[0]
         return w, imlib.to_uint8(img), probs, mass, attributes.in_target(probs, target)
 
     return step
-
-
-def novel_mask(x: np.ndarray, radius: float, block: int = 1024) -> np.ndarray:
-    """bool [n]: row i of x [n, D] has no earlier row j < i within ``radius`` (rms of the
-    difference over D). Computed ``block`` rows at a time (memory O(block * n))."""
-    x = np.asarray(x, np.float64)
-    sq = np.sum(x * x, axis=1)
-    out = np.empty(len(x), bool)
-    for i in range(0, len(x), block):
-        rows = slice(i, min(i + block, len(x)))
-        d2 = np.maximum(sq[rows, None] + sq[None] - 2 * x[rows] @ x.T, 0.0) / x.shape[1]
-        earlier = np.arange(len(x))[None] < np.arange(rows.start, rows.stop)[:, None]
-        out[rows] = ~np.any((d2 < radius ** 2) & earlier, axis=1)
-    return out
-
-
-def novel_identities(w: np.ndarray, scale: np.ndarray, radius: float) -> np.ndarray:
-    """bool [N]: ``novel_mask`` of w [N, w_dim] (or W+ [N, num_ws, w_dim]) with every
-    coordinate in units of its dimension's std ``scale`` [w_dim]: the identity yardstick
-    shared by every method's distinct share."""
-    if not len(w):
-        return np.zeros(0, bool)
-    return novel_mask((w.reshape(len(w), -1, scale.size) / scale).reshape(len(w), -1), radius)
-
-
-def distinct_share(w: np.ndarray, scale: np.ndarray, radius: float) -> float:
-    """Share of rows of w [n, D] with no earlier row within ``radius`` (rms of the
-    difference divided by ``scale`` [D], e.g. the per-dimension std of W)."""
-    return float(np.mean(novel_mask(w / scale, radius))) if len(w) else float("nan")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,19 +147,19 @@ def compile_step(s: Sampler) -> float:
 
 
 def draw_groups(s: Sampler, plan: list[tuple[int, int]], verify: bool, seed: int,
-                max_draw_factor: float, duplicate_radius: float,
+                max_draw_factor: float, identity_radius: float,
                 log: Callable[[str], None] = print) -> tuple[list[tuple], dict]:
     """Draws ``plan`` [(group index, count)] (see ``draw``).
 
-    Batch b of group g uses key ``fold_in(fold_in(key(seed), g), b)`` whether verified or
-    not, so the verified samples are exactly the passing ones of the unverified stream.
+    Batch b of group g uses key ``keys.draws(root(seed), g, b)`` whether verified or not, so
+    the verified samples are exactly the passing ones of the unverified stream.
 
     Returns:
       (kept items (group, w, uint8 image, probs, mass, argmax hit), per-group stats).
     """
     threshold = s.fitted.meta["threshold"]
-    key = jax.random.split(jax.random.key(seed))[0]
-    w_std = np.asarray(s.fitted.ae_state["w_std"][...])
+    root = keylib.root(seed)
+    prior = spaces.estimate_prior(s.G, keylib.prior(root))  # the identity unit
     kept, stats = [], {}
     for g, count in plan:
         name = s.fitted.groups[g]
@@ -203,7 +175,7 @@ def draw_groups(s: Sampler, plan: list[tuple[int, int]], verify: bool, seed: int
                                  f"(max_draw_factor {max_draw_factor})")
             w, img, probs, mass, hit = jax.device_get(s.step(
                 s.G.state, s.C.state, s.fitted.ae_state, mixture, target,
-                jax.random.fold_in(jax.random.fold_in(key, g), b)))
+                keylib.draws(root, g, b)))
             ok = mass >= threshold
             n = s.batch_size if verify else min(s.batch_size, count - len(items))
             drawn, pure, argmax_pure = drawn + n, pure + int(ok[:n].sum()), \
@@ -220,8 +192,8 @@ def draw_groups(s: Sampler, plan: list[tuple[int, int]], verify: bool, seed: int
             "argmax_purity_before": round(argmax_pure / drawn, 4),
             "purity_after": round(float(np.mean([it[4] >= threshold for it in items])), 4),
             "argmax_purity_after": round(float(np.mean([it[5] for it in items])), 4),
-            "distinct_share": round(distinct_share(np.stack([it[1] for it in items]), w_std,
-                                                   duplicate_radius), 4),
+            "distinct_share": round(identity.distinct_share(identity.to_prior_units(
+                np.stack([it[1] for it in items]), prior.w_avg, prior.w_std), identity_radius), 4),
             "samples_per_s": round(count / seconds, 1), "seconds": round(seconds, 2)}
         log(f"{name}: {stats[name]}")
         kept.extend(items)
@@ -229,7 +201,7 @@ def draw_groups(s: Sampler, plan: list[tuple[int, int]], verify: bool, seed: int
 
 
 def draw(workdir: str, counts: str, out: str, verify: bool, batch_size: int, seed: int,
-         max_draw_factor: float, image_format: str = "png", duplicate_radius: float = 0.1,
+         max_draw_factor: float, image_format: str = "png", identity_radius: float = 0.05,
          log: Callable[[str], None] = print) -> dict:
     """Draws ``counts`` faces from the fitted model in ``workdir`` and writes them to ``out``.
 
@@ -239,8 +211,9 @@ def draw(workdir: str, counts: str, out: str, verify: bool, batch_size: int, see
 
     Purity = share of samples whose group mass (classifier) is >= the fit's threshold;
     ``argmax_purity`` = share whose most likely class is in the group for every attribute;
-    ``distinct_share`` = share of kept samples farther than ``duplicate_radius`` (rms, in
-    per-dimension standard deviations of W) from every earlier kept sample of the group.
+    ``distinct_share`` = share of kept samples that are not the same identity as an earlier
+    kept sample of the group (``jaxfair.identity``: farther than ``identity_radius``, prior
+    units).
     """
     if image_format not in (*imlib.FORMATS, "none"):
         raise ValueError(f"image_format must be one of {(*imlib.FORMATS, 'none')}, got "
@@ -254,14 +227,14 @@ def draw(workdir: str, counts: str, out: str, verify: bool, batch_size: int, see
         raise ValueError(f"counts ask for {held / 2**30:.1f} GiB of images, more than the "
                          f"limit of {MAX_DRAW_BYTES >> 30} GiB per draw (kept in memory)")
     compile_seconds = compile_step(s)
-    kept, stats = draw_groups(s, plan, verify, seed, max_draw_factor, duplicate_radius, log)
+    kept, stats = draw_groups(s, plan, verify, seed, max_draw_factor, identity_radius, log)
     summary = {"method": "distribution", "verify": verify,
                "threshold": s.fitted.meta["threshold"],
-               "duplicate_radius": duplicate_radius,
+               "identity_radius": identity_radius,
                "compile_seconds": round(compile_seconds, 2),
                "num_images": len(kept), "groups": stats, "model": workdir, "seed": seed,
                "purity_judge": "classifier (ground truth on the demo world: "
-                               "python -m jaxfair.sample evaluate)",
+                               "python -m jaxfair.lab evaluate)",
                "jaxfair_version": jaxfair.__version__}
     _write(out, kept, s.C.schema, image_format, summary)
     return summary
@@ -275,7 +248,7 @@ def _write(out, kept, schema, image_format, summary) -> None:
             per_group[name] = k + 1
             file = None
             if image_format != "none":
-                folder = name.replace(",", "_")
+                folder = fmt.slug(name)
                 os.makedirs(os.path.join(tmp, "images", folder), exist_ok=True)
                 file = os.path.join("images", folder, f"{k}.{image_format}")
                 with open(os.path.join(tmp, file), "wb") as f:

@@ -37,8 +37,7 @@ import jaxfair
 from jaxfair import train_loop as loop
 from jaxfair.distribution import gmm as gmmlib
 from jaxfair.io import checkpoints
-from jaxfair.judge import attributes
-from jaxfair.judge import render as rejection
+from jaxfair.judge import attributes, render
 from jaxfair.judge.classifier import Classifier
 from jaxfair.models import autoencoder as ae
 from jaxfair.models import stylegan2 as sg
@@ -98,7 +97,7 @@ def make_label_step(G: sg.Generator, C: Classifier, batch_size: int, psi: float,
     same w at psi 1; with truncation all rows are truncated alike when cutoff is None); the
     uint8 images it also returns are dropped (and so not computed) inside this jit.
     """
-    step = rejection.make_step(G, C, batch_size, psi, noise_mode)
+    step = render.make_step(G, C, batch_size, psi, noise_mode)
 
     @jax.jit
     def label(g_state, c_state, key, targets):

@@ -1,7 +1,8 @@
-"""Atomic output directories: write everything into a hidden temporary sibling, then rename.
+"""Atomic outputs: write into a hidden temporary sibling, then rename.
 
-A reader (or a resumed job) never sees a half-written directory: either the target does not
-exist (or is empty), or it is complete.
+A reader (or a resumed job) never sees a half-written directory or file: either the target
+does not exist (or is empty, or is the old file), or it is complete. ``directory`` for output
+directories, ``file`` for single files (JSON, .npz).
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 
+from jaxfair.errors import JaxfairError
 
-class OutputExistsError(FileExistsError):
+
+class OutputExistsError(JaxfairError, FileExistsError):
     """The output path exists and is not an empty directory."""
 
 
@@ -23,6 +26,23 @@ def check_empty(path: str, what: str = "output directory") -> None:
         raise OutputExistsError(f"{what} {path} exists and is not empty")
     if os.path.exists(path) and not os.path.isdir(path):
         raise OutputExistsError(f"{what} {path} exists and is not a directory")
+
+
+@contextlib.contextmanager
+def file(path: str, mode: str = "w") -> Iterator:
+    """Yields a file open on a temporary sibling that replaces ``path`` (fsynced) when the
+    block succeeds; on any exception it is removed and ``path`` is left as it was."""
+    tmp = f"{os.path.join(os.path.dirname(path), '.' + os.path.basename(path))}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, mode) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        raise
 
 
 @contextlib.contextmanager

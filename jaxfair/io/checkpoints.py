@@ -19,6 +19,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from jaxfair.errors import JaxfairError
 from jaxfair.io import atomic
 
 META_FILE = "meta.json"
@@ -26,7 +27,7 @@ PARAMS_DIR = "params"
 FORMAT_VERSION = 1
 
 
-class CheckpointDirError(ValueError):
+class CheckpointDirError(JaxfairError, ValueError):
     """A jaxfair checkpoint directory is missing, incomplete or inconsistent."""
 
 

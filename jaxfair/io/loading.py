@@ -6,6 +6,7 @@ import os
 
 import jax
 import jax.numpy as jnp
+from absl import logging
 from flax import nnx
 
 from jaxfair.io import checkpoints
@@ -20,6 +21,15 @@ _CLASSIFIERS = {
     "resnet": (resnet.ResNetConfig, resnet.abstract),
     "vggface": (vggface.VGGFaceConfig, vggface.abstract),
 }
+
+
+def warn_if_standin(path: str, meta: dict) -> None:
+    """Logs one warning line when ``meta`` marks random stand-in weights (convert --random)."""
+    if meta.get("random_standin"):
+        info = meta.get("standin", {})
+        logging.warning("%s holds RANDOM STAND-IN weights (%s, seed %s), not a trained model: "
+                        "images and predictions are meaningless", path, info.get("name"),
+                        info.get("seed"))
 
 
 def generator_from_params(cfg: sg.StyleGAN2Config, params: dict, meta: dict | None = None
@@ -45,6 +55,7 @@ def load_generator(path: str) -> sg.Generator:
         if meta["kind"] != "stylegan2":
             raise checkpoints.CheckpointDirError(
                 f"{path} holds a {meta['kind']!r} checkpoint, not a StyleGAN2 generator")
+        warn_if_standin(path, meta)
         cfg = sg.StyleGAN2Config.from_dict(meta["config"])
         _, abstract = sg.abstract(cfg)
         _, params = checkpoints.load(path, nnx.to_pure_dict(abstract))
@@ -108,6 +119,7 @@ def load_classifier(path: str, preprocess: pp.Preprocess | None = None,
         if meta["kind"] not in _CLASSIFIERS:
             raise checkpoints.CheckpointDirError(
                 f"{path} holds a {meta['kind']!r} checkpoint, not a classifier")
+        warn_if_standin(path, meta)
         config_cls, build = _CLASSIFIERS[meta["kind"]]
         config = config_cls.from_dict(meta["config"])
         _, abstract = build(config)

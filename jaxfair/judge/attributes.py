@@ -26,10 +26,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxfair.errors import JaxfairError
+
 ANY = ("any", "*")
 
 
-class TargetError(ValueError):
+class TargetError(JaxfairError, ValueError):
     """A target names an attribute or class that the classifier's schema does not have."""
 
 

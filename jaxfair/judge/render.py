@@ -1,24 +1,59 @@
-"""The render-and-classify step of rejection sampling, and group masses.
+"""The render-and-judge step: latents -> images -> probabilities (and features).
 
-One compiled step draws a batch from the prior, renders it and classifies it; group
-membership is computed for all groups at once from the stacked targets (arrays, not
-Python), so the step never recompiles. A sample belongs to group g when, for every
-attribute g constrains, the classifier's probability of g's classes is >= a threshold
-(> 0.5 makes groups disjoint). Used by the distribution method's labelling and draws
-(jaxfair.distribution.fit, distribution_draw) and by jaxfair.directions; the bulk
-job itself searches (jaxfair.pipeline).
+Every command judges a face the same way: ``judge`` renders ws with the generator's
+synthesis network and classifies the images with the classifier, inside the caller's own
+jit (weights are arguments, graphdefs static). Around it:
+
+  make_step    the prior stream's step: z ~ N(0, I) -> mapping -> judge -> group masses of
+               all groups at once (stacked targets: arrays, so it never recompiles);
+  make_render  ws -> (probabilities, uint8 images) at full resolution in float32 (what a
+               job writes);
+  batched      the one host-side batching helper: a jitted function over N rows in
+               fixed-size, padded batches (one trace whatever N is).
+
+A sample belongs to group g when, for every attribute g constrains, the classifier's
+probability of g's classes is >= a threshold (> 0.5 makes groups disjoint): ``group_masses``.
+
+Example:
+  render = make_render(G, C, "const")
+  probs, images = batched(lambda ws: render(G.state, C.state, ws), ws, 64)
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxfair.io import images as imlib
-from jaxfair.judge import attributes
-from jaxfair.judge.classifier import Classifier
-from jaxfair.judge.classifier import predict as classifier_predict
+from jaxfair.judge import attributes, classifier, crops
+from jaxfair.judge import preprocess as pp
 from jaxfair.models import stylegan2 as sg
+
+
+def judge(g_graphdef, g_state, c_graphdef, c_state, preprocess: pp.Preprocess,
+          schema: attributes.Schema, ws: jax.Array, noise_mode: str = "const",
+          key: jax.Array | None = None, resolution: int | None = None,
+          dtype: str = "float32", features: bool = False):
+    """ws [N, num_ws, w_dim] -> (images [N, R, R, 3] float32 in ~[-1, 1], {attribute:
+    probabilities [N, K]}, features [N, F] or None). Pure; call it inside a jit.
+
+    Args:
+      noise_mode: 'const', 'none' or 'random' (noise from ``key``).
+      resolution: stop synthesis at this block's skip image (None: full).
+      dtype: compute dtype of synthesis and classifier ('float32' or 'bfloat16');
+        probabilities and features come back float32.
+      features: also return the classifier's penultimate features (same network pass).
+    """
+    img = sg.synthesis(g_graphdef, g_state, ws, noise_mode,
+                       key if noise_mode == "random" else None, resolution, dtype)
+    if features or dtype != "float32":
+        probs, feats = classifier.predict_with_features(c_graphdef, c_state, img, preprocess,
+                                                        schema, dtype)
+        return img, probs, feats if features else None
+    return img, classifier.predict(c_graphdef, c_state, img, preprocess, schema), None
 
 
 def group_masses(probs: dict[str, jax.Array], targets: attributes.Target) -> jax.Array:
@@ -35,11 +70,13 @@ def group_masses(probs: dict[str, jax.Array], targets: attributes.Target) -> jax
     return jax.vmap(one)(targets)
 
 
-def make_step(G: sg.Generator, C: Classifier, batch_size: int, psi: float, noise_mode: str):
+def make_step(G: sg.Generator, C: classifier.Classifier, batch_size: int, psi: float,
+              noise_mode: str):
     """Jitted ``(g_state, c_state, key, targets) -> (z, ws, uint8 images, probs, masses [G, B])``.
 
-    ``ws`` [B, num_ws, w_dim] is returned for callers that keep W (the distribution method's
-    labelling); unused outputs are pruned by XLA when the step is called inside another jit.
+    The prior stream: z and noise keys from ``split(key)``. ``ws`` [B, num_ws, w_dim] is
+    returned for callers that keep W (the distribution method's labelling); unused outputs
+    are pruned by XLA when the step is called inside another jit.
     """
 
     @jax.jit
@@ -47,9 +84,46 @@ def make_step(G: sg.Generator, C: Classifier, batch_size: int, psi: float, noise
         kz, kn = jax.random.split(key)
         z = jax.random.normal(kz, (batch_size, G.config.z_dim))
         ws = sg.mapping(G.graphdef, g_state, z, psi)
-        img = sg.synthesis(G.graphdef, g_state, ws, noise_mode,
-                           kn if noise_mode == "random" else None)
-        probs = classifier_predict(C.graphdef, c_state, img, C.preprocess, C.schema)
+        img, probs, _ = judge(G.graphdef, g_state, C.graphdef, c_state, C.preprocess,
+                              C.schema, ws, noise_mode, kn)
         return z, ws, imlib.to_uint8(img), probs, group_masses(probs, targets)
 
     return step
+
+
+def make_render(G: sg.Generator, C: classifier.Classifier, noise_mode: str,
+                crop: str = "none"):
+    """Jitted ``(g_state, c_state, ws) -> ({attribute: probs [N, K]}, uint8 images)``: the
+    full-resolution, float32 render of accepted latents (``noise_mode`` 'const' or 'none').
+    ``crop`` 'arcface112' crops the images written (jaxfair.judge.crops); the classifier
+    always judges the full frame."""
+
+    @jax.jit
+    def render(g_state, c_state, ws):
+        img, probs, _ = judge(G.graphdef, g_state, C.graphdef, c_state, C.preprocess,
+                              C.schema, ws, noise_mode)
+        out = imlib.to_uint8(img)
+        if crop == "arcface112":
+            out = crops.arcface112(out)
+        return probs, out
+
+    return render
+
+
+def batched(fn: Callable[[np.ndarray], object], x: np.ndarray, batch_size: int):
+    """Applies ``fn`` to fixed-size batches of ``x`` [N, ...]; concatenates the leaves.
+
+    The last batch is padded (repeating its last row) to ``batch_size``, so a jitted ``fn``
+    compiles once whatever N is; padded rows are dropped from the result (rows are
+    independent: every step here is per sample). Results come back as host arrays.
+    """
+    x = np.asarray(x)
+    outs = []
+    for s in range(0, len(x), batch_size):
+        chunk = x[s:s + batch_size]
+        take = len(chunk)
+        if take < batch_size:
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch_size - take, 0)])
+        outs.append(jax.tree.map(lambda a, t=take: np.asarray(a)[:t],
+                                 jax.device_get(fn(chunk))))
+    return jax.tree.map(lambda *a: np.concatenate(a), *outs)

@@ -1,6 +1,6 @@
 """Acceptance numbers of the distribution method on the demo world, beside the search engine.
 
-``python -m jaxfair.sample evaluate --workdir=DIR`` measures, per group of
+``python -m jaxfair.lab evaluate --workdir=DIR`` measures, per group of
 ``config.distribution.groups`` ('' = every combination group of the fit):
 
 - *distribution, unverified*: ``eval_samples`` draws (``distribution_draw``); purity
@@ -23,9 +23,8 @@ of the nearest point of the generator's W surface, with the residual and the pix
 between the two faces reported, and the labeller's accuracy on points with known labels
 (``projection_check``). W+ latents get none (a per-layer w is no single point of W).
 
-One yardstick of identity for every method: two latents are the same identity when their
-w (per layer in W+) differ by less than ``distribution.duplicate_radius`` (rms, in units of
-the per-dimension standard deviation of W stored with the fit).
+One yardstick of identity for every method: ``jaxfair.identity`` (w in prior units, within
+``config.identity_radius``).
 """
 
 from __future__ import annotations
@@ -40,13 +39,14 @@ import ml_collections
 import numpy as np
 
 import jaxfair
+from jaxfair import identity
 from jaxfair.distribution import draw as distribution_draw
 from jaxfair.io import atomic
-from jaxfair.judge import attributes
+from jaxfair.judge import attributes, render
 from jaxfair.lab import ground_truth as gt
 from jaxfair.lab import hybrid
+from jaxfair.search import builder, spaces
 from jaxfair.search import engine as eng_lib
-from jaxfair.search import job, spaces
 from jaxfair.search import objective as obj
 
 
@@ -69,7 +69,7 @@ def truth_of_w(G, w: np.ndarray, scale: np.ndarray, target: attributes.Target) -
 
 
 def draw_numbers(s: distribution_draw.Sampler, names: list[str], count: int, verify: bool,
-                 dc: ml_collections.ConfigDict, scale: np.ndarray,
+                 dc: ml_collections.ConfigDict, scale: np.ndarray, identity_radius: float,
                  log: Callable[[str], None]) -> tuple[dict, np.ndarray, list[str]]:
     """One distribution arm: ``count`` samples per group, verified or not.
 
@@ -78,7 +78,7 @@ def draw_numbers(s: distribution_draw.Sampler, names: list[str], count: int, ver
     """
     plan = [(s.fitted.groups.index(n), count) for n in names]
     kept, stats = distribution_draw.draw_groups(
-        s, plan, verify, dc.seed, dc.max_draw_factor if verify else 1, dc.duplicate_radius, log)
+        s, plan, verify, dc.seed, dc.max_draw_factor if verify else 1, identity_radius, log)
     w = np.stack([it[1] for it in kept])
     groups = [it[0] for it in kept]
     out = {}
@@ -117,14 +117,15 @@ def search_numbers(config: ml_collections.ConfigDict, G, C, fitted, groups: list
 def _arm_numbers(config, comp: hybrid.Comparison, arm: hybrid.Arm, G, C, target, scale,
                  limit) -> dict:
     engine, psi = comp.engine, config.truncation_psi
-    numbers = hybrid.summarise(arm, engine, config.search.duplicate_radius)
+    numbers = hybrid.summarise(arm, engine, config.identity_radius)
     row = {k: numbers[k] for k in ("accepted_per_s", "candidates_per_s", "steady_acceptance",
                                    "accepted", "candidates", "accepted_initial_batch",
                                    "median_first_accept_generation")}
     u, w = hybrid.accepted_w(arm, engine, comp.prior, G, psi)  # every accepted candidate
     if not len(u):
         return row
-    novel = distribution_draw.novel_identities(w, scale, config.distribution.duplicate_radius)
+    novel = identity.first_distinct(
+        identity.to_prior_units(w, comp.prior.w_avg, comp.prior.w_std), config.identity_radius)
     pick = np.flatnonzero(novel)[:limit]
     row.update(distinct_accepted=int(novel.sum()),
                distinct_share=round(float(np.mean(novel)), 4), judged=len(pick))
@@ -152,12 +153,8 @@ def _arm_numbers(config, comp: hybrid.Comparison, arm: hybrid.Arm, G, C, target,
 
 
 def _render_probs(engine: eng_lib.Engine, G, C, prior, u: np.ndarray, batch: int = 64):
-    """Full-resolution probabilities of u [N, D], in ``gt.padded`` chunks (few compiles)."""
-    probs = []
-    for ub, n in gt.padded(u, batch):
-        p, _ = engine.render(G.state, C.state, prior, ub)
-        probs.append({k: v[:n] for k, v in jax.device_get(p).items()})
-    return {k: np.concatenate([p[k] for p in probs]) for k in probs[0]}
+    """Full-resolution probabilities of u [N, D], in padded batches (one compile)."""
+    return render.batched(lambda x: engine.render(G.state, C.state, prior, x)[0], u, batch)
 
 
 def run(config: ml_collections.ConfigDict, workdir: str, out: str,
@@ -178,7 +175,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, out: str,
         raise ValueError(f"evaluate needs ground truth, which only the demo world's generator "
                          f"has; {fitted.meta['generator']} is not one")
     gt.check_invertible(G.config)
-    job.validate(config.search)
+    builder.validate(config.search)
     names = [fitted.groups[g] for g in hybrid.select_groups(dc.groups, C.schema, fitted)]
     scale = np.asarray(fitted.ae_state["w_std"][...])
     start = time.time()
@@ -190,18 +187,19 @@ def run(config: ml_collections.ConfigDict, workdir: str, out: str,
         arms = {}
         for arm, verify in (("unverified", False), ("verified", True)):
             arms[arm], w, groups = draw_numbers(s, names, dc.eval_samples, verify, dc, scale,
-                                                log)
+                                                config.identity_radius, log)
             np.savez(os.path.join(tmp, f"{arm}.npz"), w=w, group=np.array(groups))
         searched = search_numbers(config, G, C, fitted, names, scale, dc.eval_samples, log)
         summary = {
             "groups": {n: {**{a: arms[a][n] for a in arms}, **searched[n]} for n in names},
             "projection_check": check, "model": workdir,
-            "threshold": fitted.meta["threshold"], "eval_samples": dc.eval_samples,
-            "duplicate_radius": dc.duplicate_radius,
+            "threshold": fitted.meta["threshold"], "search_threshold": config.threshold,
+            "eval_samples": dc.eval_samples,
+            "identity_radius": config.identity_radius,
             "covariance": fitted.meta["config"].get("covariance", "diag"),
             "search": {k: config.search[k] for k in (
                 "space", "strategy", "num_searches", "population_size",
-                "generations_per_chunk", "max_generations", "threshold", "accept_mode",
+                "generations_per_chunk", "max_generations", "accept_mode",
                 "sigma_init", "prior_weight", "novelty_weight", "score_resolution", "seed")},
             "truncation_psi": config.truncation_psi,
             "seconds": round(time.time() - start, 1),

@@ -1,6 +1,6 @@
 """Hybrid: a group's fitted mixture starts the search engine inside the group.
 
-``python -m jaxfair.sample hybrid`` runs, for each group, the search of ``config.search``
+``python -m jaxfair.lab hybrid`` runs, for each group, the search of ``config.search``
 on the same S searches, keys, population, chunk length and generation budget from three
 starts (``ARMS``):
 
@@ -27,12 +27,12 @@ of w, and a decoded w is off the surface mapping(z) anyway (``ground_truth``).
 Per group and arm it reports generations to the first accepted candidate (0 = the initial
 batch), accepted candidates per second in the steady state (chunks after the first, which
 includes compilation), and the distinct accepted latents of all searches: every accepted
-candidate is archived (``engine_config``), then any within ``search.duplicate_radius`` of
-an earlier one (the archive's distance; by generation, then search) is a duplicate; and
-the distinct identities by the distribution method's yardstick (``distinct_identities``:
-w within ``distribution.duplicate_radius`` W standard deviations of an earlier one); the
-initial spread's rms, and how spread out the accepted faces are (``spread_of``: mean
-pairwise and median nearest-neighbour distance of their w, in W standard deviations).
+candidate is archived (``engine_settings``), then any within ``identity_radius`` of an
+earlier one (``jaxfair.identity`` on the search coordinates; by generation, then search) is
+a duplicate; and the distinct identities of the accepted w (``distinct_identities``, the
+same rule in W); the initial spread's rms, and how spread out the accepted faces are
+(``spread_of``: mean pairwise and median nearest-neighbour distance of their w, in W
+standard deviations).
 
 Example:
   u0, spread = initial_batch(key, fitted.ae_graphdef, fitted.ae_state,
@@ -57,6 +57,8 @@ import numpy as np
 from flax import nnx
 
 import jaxfair
+from jaxfair import identity
+from jaxfair import keys as keylib
 from jaxfair.distribution import draw as distribution_draw
 from jaxfair.distribution import fit as distribution
 from jaxfair.distribution import gmm as gmmlib
@@ -64,8 +66,8 @@ from jaxfair.io import atomic
 from jaxfair.judge import attributes
 from jaxfair.models import autoencoder as ae
 from jaxfair.report import diversity
+from jaxfair.search import builder, spaces
 from jaxfair.search import engine as eng_lib
-from jaxfair.search import job, spaces
 
 
 def check_space(name: str) -> None:
@@ -209,8 +211,8 @@ def archived_latents(state: eng_lib.SearchState) -> tuple[np.ndarray, np.ndarray
 
 def distinct_accepted(state: eng_lib.SearchState, space: spaces.Space, radius: float
                       ) -> tuple[np.ndarray, np.ndarray]:
-    """Archived latents of all searches without near-duplicates (rms distance of
-    canonical latents < radius, the archive's measure), earliest first.
+    """Archived latents of all searches without near-duplicates (``identity.first_distinct``
+    of canonical latents), earliest first.
 
     Returns:
       (u [M, D], generation [M]).
@@ -218,8 +220,7 @@ def distinct_accepted(state: eng_lib.SearchState, space: spaces.Space, radius: f
     u, gen = archived_latents(state)
     if not len(u):
         return u, gen
-    keep = distribution_draw.novel_mask(np.asarray(spaces.canonical(space, jnp.asarray(u))),
-                                        radius)
+    keep = identity.first_distinct(np.asarray(spaces.canonical(space, jnp.asarray(u))), radius)
     return u[keep], gen[keep]
 
 
@@ -285,16 +286,14 @@ def select_groups(text: str, schema: attributes.Schema, fitted: distribution.Fit
     return [distribution_draw.group_index(p, schema, fitted.groups) for p in parts]
 
 
-def engine_config(config: ml_collections.ConfigDict, generations: int
-                  ) -> ml_collections.ConfigDict:
-    """``config`` whose archives record every accepted candidate of the budget: capacity
-    P x (generations + 1) and duplicate radius 0, so duplicates are judged afterwards with
-    one rule for every arm and method. The archive steers a search only through
-    search.novelty_weight (0 by default; the report records it)."""
-    cfg = config.copy_and_resolve_references()
-    cfg.search.archive_capacity = cfg.search.population_size * (generations + 1)
-    cfg.search.duplicate_radius = 0.0
-    return cfg
+def engine_settings(config: ml_collections.ConfigDict, generations: int) -> builder.Settings:
+    """The search settings of ``config`` with archives that record every accepted candidate
+    of the budget: capacity P x (generations + 1) and identity radius 0, so duplicates are
+    judged afterwards with one rule for every arm and method. The archive steers a search
+    only through search.novelty_weight (0 by default; the report records it)."""
+    return builder.Settings.from_config(
+        config, archive_capacity=config.search.population_size * (generations + 1),
+        duplicate_radius=0.0)
 
 
 # Search starts compared: prior batch; the group's mixture with search.sigma_init; the
@@ -331,25 +330,21 @@ def compare(config: ml_collections.ConfigDict, G, C, fitted: distribution.Fitted
         check_space(sc.space)
     chunks = max(-(-generations // sc.generations_per_chunk), 2)
     generations = chunks * sc.generations_per_chunk
-    engine = job.build_engine(engine_config(config, generations), G, C)
+    engine = builder.build(engine_settings(config, generations), G, C)
     if not engine.strategy.adapts_spread and {"start_only", "hybrid"} <= set(arms):
         log(f"{engine.strategy.name} has no adaptable spread: hybrid = start_only, run once")
         arms = tuple(a for a in arms if a != "start_only")
-    key = jax.random.key(sc.seed)
-    prior = spaces.estimate_prior(G, jax.random.fold_in(key, 1))
-    g_state, c_state = G.state, C.state
-    mesh = eng_lib.search_mesh(sc.num_searches) if len(jax.devices()) > 1 else None
-    if mesh is not None:
-        g_state, c_state, prior = eng_lib.replicate((g_state, c_state, prior), mesh)
+    root = keylib.root(sc.seed)
+    prior = spaces.estimate_prior(G, keylib.prior(root))
+    mesh, (g_state, c_state, prior) = eng_lib.place(sc.num_searches, (G.state, C.state, prior))
     out = {}
     for g in groups:
         name = fitted.groups[g]
         targets = attributes.stack_targets([attributes.parse_target(name, C.schema)]
                                            * sc.num_searches)
         # The same keys for every arm: they differ only in the initial batch.
-        keys = jax.random.split(jax.random.fold_in(jax.random.fold_in(key, 2), g),
-                                sc.num_searches)
-        k_start = jax.random.fold_in(jax.random.fold_in(key, 3), g)
+        keys = jax.random.split(keylib.unit(root, g), sc.num_searches)
+        k_start = keylib.starts(root, g)
         starts = {}
         if "plain" in arms:
             starts["plain"] = (prior_batch(k_start, G.graphdef, G.state, prior, engine.space,
@@ -415,9 +410,11 @@ def run(config: ml_collections.ConfigDict, workdir: str, out: str,
     for name, arms in comp.arms.items():
         report[name] = {}
         for a, arm in arms.items():
-            r = report[name][a] = summarise(arm, comp.engine, sc.duplicate_radius)
+            r = report[name][a] = summarise(arm, comp.engine, config.identity_radius)
             _, w = accepted_w(arm, comp.engine, comp.prior, G, config.truncation_psi)
-            novel = distribution_draw.novel_identities(w, scale, dc.duplicate_radius)
+            novel = identity.first_distinct(
+                identity.to_prior_units(w, comp.prior.w_avg, comp.prior.w_std),
+                config.identity_radius)
             r["distinct_identities"] = int(np.sum(novel))
             r["initial_spread_rms"] = round(arm.spread_rms if arm.spread_rms is not None
                                             else sc.sigma_init, 4)
@@ -428,14 +425,13 @@ def run(config: ml_collections.ConfigDict, workdir: str, out: str,
         "settings": {"space": sc.space, "strategy": sc.strategy,
                      "num_searches": sc.num_searches, "population_size": sc.population_size,
                      "generations_per_chunk": sc.generations_per_chunk,
-                     "threshold": sc.threshold, "accept_mode": sc.accept_mode,
+                     "threshold": config.threshold, "accept_mode": sc.accept_mode,
                      "sigma_init": sc.sigma_init,
                      "hybrid_spread": "mixture component" if comp.engine.strategy.adapts_spread
                      else f"search.sigma_init ({sc.strategy} adapts no spread)",
                      "prior_weight": sc.prior_weight,
                      "novelty_weight": sc.novelty_weight,
-                     "duplicate_radius": sc.duplicate_radius, "seed": sc.seed,
-                     "identity_radius": dc.duplicate_radius,
+                     "seed": sc.seed, "identity_radius": config.identity_radius,
                      "covariance": fitted.meta["config"].get("covariance", "diag")},
         "devices": [str(d) for d in jax.devices()],
         "jaxfair_version": jaxfair.__version__}

@@ -27,18 +27,15 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from jaxfair import identity
+from jaxfair import keys as keylib
 from jaxfair.judge import attributes
 from jaxfair.pipeline.plan import Unit
+from jaxfair.search import builder, readout, spaces
 from jaxfair.search import engine as eng_lib
-from jaxfair.search import job, spaces
+from jaxfair.search.readout import TargetNotReached  # a unit's budget ran out
 
-# fold_in data of the independent key streams under the run's root key.
-PRIOR_STREAM, UNITS_STREAM, VARIATIONS_STREAM = 0, 1, 2
 METHODS = ("planner", "search", "distribution")
-
-
-class TargetNotReached(RuntimeError):
-    """A unit's budget ran out before it found its quota."""
 
 
 @dataclasses.dataclass
@@ -68,9 +65,8 @@ class Finder(Protocol):
 
 def roots(config: ml_collections.ConfigDict, G) -> tuple[spaces.Prior, jax.Array]:
     """(prior statistics of G, root key of the unit streams) of a run."""
-    root = jax.random.key(config.seed)
-    return (spaces.estimate_prior(G, jax.random.fold_in(root, PRIOR_STREAM)),
-            jax.random.fold_in(root, UNITS_STREAM))
+    root = keylib.root(config.seed)
+    return spaces.estimate_prior(G, keylib.prior(root)), keylib.units(root)
 
 
 def create(config: ml_collections.ConfigDict, G, C, groups: list[str]) -> Finder:
@@ -78,8 +74,9 @@ def create(config: ml_collections.ConfigDict, G, C, groups: list[str]) -> Finder
     if config.method == "planner":
         from jaxfair.pipeline import pool
 
-        prior, root = roots(config, G)
-        return pool.PoolFinder(config, G, C, groups, prior, jax.random.key(config.seed))
+        prior, _ = roots(config, G)
+        return pool.PoolFinder(config, G, C, groups, prior,
+                               keylib.planner(keylib.root(config.seed)))
     if config.method == "search":
         return SearchFinder(config, G, C, groups)
     if config.method == "distribution":
@@ -103,19 +100,13 @@ class SearchFinder:
 
     def __init__(self, config: ml_collections.ConfigDict, G, C, groups: list[str]):
         self.config, self.G, self.C, self.groups = config, G, C, groups
-        sc = ml_collections.ConfigDict(config.to_dict())
-        sc.search.num_searches = config.units_per_step * config.searches_per_unit
-        sc.search.threshold = config.threshold  # the dataset's acceptance rule
-        self.engine = job.build_engine(sc, G, C)
+        self.engine = builder.build(builder.Settings.from_config(
+            config, num_searches=config.units_per_step * config.searches_per_unit), G, C)
         self.latent_space = "wplus" if self.engine.space.name == "wplus" else "w"
         self.targets = [attributes.parse_target(g, C.schema) for g in groups]
         self.prior, self.units_root = roots(config, G)
-        self.g_state, self.c_state, self.prior_dev = G.state, C.state, self.prior
-        self.mesh = None
-        if len(jax.local_devices()) > 1:
-            self.mesh = eng_lib.search_mesh(self.engine.num_searches, jax.local_devices())
-            self.g_state, self.c_state, self.prior_dev = eng_lib.replicate(
-                (self.g_state, self.c_state, self.prior), self.mesh)
+        self.mesh, (self.g_state, self.c_state, self.prior_dev) = eng_lib.place(
+            self.engine.num_searches, (G.state, C.state, self.prior), jax.local_devices())
 
     def find(self, units: list[Unit]) -> list[Found]:
         cfg, eng = self.config, self.engine
@@ -151,8 +142,8 @@ class SearchFinder:
     def _take(self, state, j: int, unit: Unit) -> tuple[np.ndarray, np.ndarray]:
         spu = self.config.searches_per_unit
         sub = jax.tree.map(lambda x: x[j * spu:(j + 1) * spu], state)
-        u, search, _, _ = job.collect(sub, self.engine.space, self.config.search.duplicate_radius,
-                                      unit.size, self.engine.feature_radius)
+        u, search, _, _ = readout.collect(sub, self.engine.space, self.engine.duplicate_radius,
+                                          unit.size, self.engine.feature_radius)
         return u, search
 
     def _short_report(self, state, units, taken) -> str:
@@ -201,7 +192,6 @@ class DistributionFinder:
                              f"{config.generator} / {config.classifier}")
         self.index = [dd.group_index(g, C.schema, fitted.groups) for g in groups]
         self.targets = [attributes.parse_target(g, C.schema) for g in groups]
-        self.w_scale = np.asarray(fitted.ae_state["w_std"][...])
         self.latent_space = "w"
         self.prior, self.units_root = roots(config, G)
 
@@ -225,7 +215,9 @@ class DistributionFinder:
             drawn += len(w)
             cand = np.concatenate([kept, w[mass >= self.config.threshold]])
             # earlier kept rows stay novel: only new rows can be dropped
-            novel = self._dd.novel_identities(cand, self.w_scale, self.config.identity_radius)
+            novel = identity.first_distinct(
+                identity.to_prior_units(cand, self.prior.w_avg, self.prior.w_std),
+                self.config.identity_radius)
             batch_of += [b] * int(novel[len(kept):].sum())
             kept = cand[novel]
             b += 1

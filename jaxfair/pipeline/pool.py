@@ -1,11 +1,11 @@
 """The planner as a finder: one search for every group (``sampling/planner.py``), then units.
 
 ``prepare`` runs the planner once per dataset, before any unit: process 0 computes it,
-checkpointing its state to ``DIR/planner.npz`` after every round (a killed run resumes from
-the last round, byte-identically: the rounds are deterministic), other processes wait at a
-barrier and read the finished state. ``find(units)`` then hands every unit its slice of its
-group's identities: unit ``index`` of group g takes identities ``[index * per_unit,
-index * per_unit + size)`` in the order the planner accepted them.
+checkpointing its state to ``DIR/planner.npz`` (``PLANNER_STATE``) after every round (a
+killed run resumes from the last round, byte-identically: the rounds are deterministic),
+other processes wait at a barrier and read the finished state. ``find(units)`` then hands
+every unit its slice of its group's identities: unit ``index`` of group g takes identities
+``[index * per_unit, index * per_unit + size)`` in the order the planner accepted them.
 
 Evaluations of the planner are the dataset's, not a unit's: ``evaluations`` reports them for
 the manifest (stream, chains).
@@ -20,15 +20,13 @@ import jax
 import ml_collections
 import numpy as np
 
+from jaxfair.dataset.format import PLANNER_STATE
 from jaxfair.errors import JaxfairError
 from jaxfair.pipeline import distributed
 from jaxfair.pipeline.plan import Unit
 from jaxfair.sampling import planner as planner_lib
 from jaxfair.sampling import stream as stream_lib
 from jaxfair.search import objective as obj
-
-STATE = "planner.npz"
-PLANNER_STREAM = 3  # fold_in data of the planner's keys under the run's root key
 
 
 class Shortfall(JaxfairError, RuntimeError):
@@ -56,6 +54,7 @@ class PoolFinder:
 
     def __init__(self, config: ml_collections.ConfigDict, G, C, groups: list[str],
                  prior, root: jax.Array):
+        """``root``: the planner's key (``keys.planner``)."""
         self.config, self.G, self.C, self.groups = config, G, C, groups
         self.prior = prior
         s = settings(config, len(groups))
@@ -64,7 +63,7 @@ class PoolFinder:
                                  config.truncation_psi, config.noise_mode)
         self.planner = planner_lib.Planner(s, G, C, judge, groups,
                                            float(np.asarray(prior.w_std)),
-                                           jax.random.fold_in(root, PLANNER_STREAM))
+                                           root)
         self.state: dict | None = None
 
     @property
@@ -76,7 +75,7 @@ class PoolFinder:
         """Runs (or resumes, or reads) the planner. Groups it could not fill within its
         budget are listed in ``short`` (and logged); their units that the found identities
         cover are still made, so every reachable group finishes."""
-        path = os.path.join(workdir, STATE)
+        path = os.path.join(workdir, PLANNER_STATE)
         if jax.process_index() == 0:
             state = planner_lib.load(path) if os.path.exists(path) else None
             if state is not None:

@@ -25,6 +25,7 @@ import numpy as np
 
 import jaxfair
 from jaxfair.dataset import export as export_lib
+from jaxfair.dataset import format as fmt
 from jaxfair.dataset import lock as lock_lib
 from jaxfair.dataset import manifest, verify, writer
 from jaxfair.io import checkpoints
@@ -86,7 +87,7 @@ def header(config: ml_collections.ConfigDict, G, C, groups: list[str], plan,
     """plan.json: what the run makes and from what (compared on resume)."""
     cfg = json.loads(config.to_json())
     return {
-        "format": manifest.FORMAT, "jaxfair_version": jaxfair.__version__,
+        "format": fmt.FORMAT, "jaxfair_version": jaxfair.__version__,
         "method": config.method, "attributes": list(config.attributes),
         "schema": {a.name: list(a.classes) for a in C.schema.attributes},
         "groups": {g: plan.quota for g in groups},
@@ -102,7 +103,12 @@ def header(config: ml_collections.ConfigDict, G, C, groups: list[str], plan,
         | ({"directions": {"path": config.directions,
                            "sha256": checkpoints.fingerprint(config.directions)}}
            if config.variations or recipe is not None else {}),
-        "config": manifest.fingerprint_config(cfg), "units": len(plan.units)}
+        "config": manifest.fingerprint_config(cfg), "units": len(plan.units)} | (
+        # Random stand-in weights (convert --random) are recorded so the dataset is never
+        # mistaken for a real one; absent for real weights (older plan.json files match).
+        {"random_standin": standin} if (standin := {
+            name: model.meta["standin"] for name, model in (("generator", G), ("classifier", C))
+            if model.meta.get("random_standin")}) else {})
 
 
 def _compute_steps(worker, steps, out: writer.Writer, done: set[int], progress: Progress
@@ -241,6 +247,6 @@ def _finalize(config, workdir: str, head: dict, plan, worker, log) -> dict:
             for g in sorted(worker.finder.short)}
     if config.imagefolder and config.image_format != "none":
         summary["imagefolder_images"] = manifest.write_imagefolder(workdir, plan, excluded)
-    manifest.write_json(f"{workdir}/{manifest.MANIFEST}", summary)
+    manifest.write_json(f"{workdir}/{fmt.MANIFEST}", summary)
     return summary
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import zipfile
 from collections.abc import Callable
 
@@ -29,12 +28,17 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+import jaxfair
+from jaxfair import keys as keylib
+from jaxfair.io import atomic
+from jaxfair.judge import attributes, render
 from jaxfair.search import objective as obj
 from jaxfair.search import spaces
 
 # Largest scale of a direction: a move of 10 typical face offsets (L) leaves the prior far
 # behind (images are noise), so a larger one is a typo, not a setting.
 MAX_SCALE = 10.0
+MIN_CLASS = 20  # fewest labelled samples on either side of a boundary worth fitting
 
 
 def check_scale(scale: float, where: str) -> float:
@@ -88,10 +92,9 @@ def load(path: str, w_dim: int) -> Directions:
 
 
 def save(path: str, d: Directions) -> None:
-    """Writes a directions file atomically (temp file, then rename)."""
-    tmp = f"{path}.tmp-{os.getpid()}.npz"
-    np.savez(tmp, names=np.asarray(d.names), directions=d.vectors, scales=d.scales)
-    os.replace(tmp, path)
+    """Writes a directions file atomically (``io.atomic.file``)."""
+    with atomic.file(path, "wb") as f:
+        np.savez(f, names=np.asarray(d.names), directions=d.vectors, scales=d.scales)
 
 
 @dataclasses.dataclass
@@ -182,3 +185,57 @@ def fit_direction(u: jax.Array, labels: jax.Array, steps: int = 500, l2: float =
     if norm == 0:
         raise ValueError("fit_direction: the labels do not separate the latents at all")
     return np.asarray(w / norm, np.float32), acc
+
+
+def parse_specs(text: str, schema: attributes.Schema) -> list[tuple[str, str, float]]:
+    """'attr=class:scale;...' -> [(attr, class, scale)] (validated against the schema)."""
+    out = []
+    for part in filter(None, (p.strip() for p in text.split(";"))):
+        head, _, scale = part.partition(":")
+        name, _, cls = head.partition("=")
+        a = schema.attribute(name.strip())
+        if cls.strip() not in a.classes:
+            raise ValueError(f"unknown class {cls.strip()!r} of {a.name}; choose from "
+                             f"{', '.join(a.classes)}")
+        try:
+            s = float(scale) if scale else 1.0
+        except ValueError:
+            raise ValueError(f"bad scale {scale!r} in {part!r}") from None
+        check_scale(s, f"--directions {part!r}")  # NaN and inf too
+        out.append((a.name, cls.strip(), s))
+    if not out:
+        raise ValueError("no direction named, e.g. 'glasses=yes:0.5'")
+    return out
+
+
+def fit_directions(config, specs, num: int, log: Callable[[str], None] = print) -> Directions:
+    """Labels ``num`` prior samples and fits one direction per spec."""
+    G = jaxfair.load_generator(config.generator)
+    C = jaxfair.load_classifier(config.classifier)
+    specs = parse_specs(specs, C.schema) if isinstance(specs, str) else specs
+    root = keylib.root(config.seed)
+    prior = spaces.estimate_prior(G, keylib.prior(root))
+    batch = min(num, config.render_batch)
+    step = render.make_step(G, C, batch, config.truncation_psi, config.noise_mode)
+    dummy = attributes.stack_targets([attributes.any_target(C.schema)])
+    ws, probs = [], []
+    for i in range(-(-num // batch)):
+        _, w, _, p, _ = step(G.state, C.state, keylib.labels(root, i), dummy)
+        ws.append(np.asarray(w[:, 0]))
+        probs.append(jax.device_get(p))
+    w = np.concatenate(ws)[:num]
+    u = (jnp.asarray(w) - prior.w_avg) / prior.w_std
+    names, vectors, scales = [], [], []
+    for name, cls, scale in specs:
+        a = C.schema.attribute(name)
+        p = np.concatenate([q[name] for q in probs])[:num]
+        labels = np.argmax(p, axis=1) == a.classes.index(cls)
+        if min(labels.sum(), (~labels).sum()) < MIN_CLASS:
+            raise ValueError(f"{name}={cls}: {labels.sum()} of {num} samples are in the class; "
+                             f"need at least {MIN_CLASS} on each side (raise --num)")
+        d, acc = fit_direction(u, labels)
+        log(f"{name}={cls}: {labels.sum()}/{num} samples in class, boundary accuracy {acc:.3f}")
+        names.append(f"{name}={cls}")
+        vectors.append(d)
+        scales.append(scale)
+    return Directions(tuple(names), np.stack(vectors), np.asarray(scales, np.float32))

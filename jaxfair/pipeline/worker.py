@@ -16,14 +16,11 @@ from __future__ import annotations
 
 import dataclasses
 
-import jax
 import ml_collections
 import numpy as np
 
-from jaxfair.io import images as imlib
-from jaxfair.judge import attributes, crops
-from jaxfair.judge.classifier import predict as classifier_predict
-from jaxfair.models import stylegan2 as sg
+from jaxfair import keys as keylib
+from jaxfair.judge import attributes, render
 from jaxfair.pipeline import finders
 from jaxfair.pipeline import recipe as recipe_lib
 from jaxfair.pipeline import variations as var_lib
@@ -65,27 +62,17 @@ class Worker:
         self.prior = finder.prior
         self.objective = obj.Objective(threshold=config.threshold,
                                        mode=config.search.accept_mode)
-        self.var_root = jax.random.fold_in(jax.random.key(config.seed),
-                                           finders.VARIATIONS_STREAM)
+        self.root = keylib.root(config.seed)
         self.directions = directions
         self.recipe = recipe
-        self._render = _render_fn(G, C, config.noise_mode, config.get("crop", "none"))
+        self._render = render.make_render(G, C, config.noise_mode, config.get("crop", "none"))
 
     # Render and records ---------------------------------------------------------------
 
     def render(self, ws: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """ws [N, num_ws, w_dim] -> (probabilities {attr: [N, K]}, uint8 images), batched."""
-        b = self.config.render_batch
-        probs, imgs = [], []
-        for i in range(0, len(ws), b):
-            chunk = ws[i:i + b]
-            pad = np.zeros((b - len(chunk), *ws.shape[1:]), np.float32)
-            p, im = self._render(self.G.state, self.C.state, np.concatenate([chunk, pad]))
-            p, im = jax.device_get((p, im))
-            probs.append({k: v[:len(chunk)] for k, v in p.items()})
-            imgs.append(im[:len(chunk)])
-        return ({k: np.concatenate([p[k] for p in probs]) for k in probs[0]},
-                np.concatenate(imgs))
+        return render.batched(lambda w: self._render(self.G.state, self.C.state, w),
+                              np.asarray(ws, np.float32), self.config.render_batch)
 
     def step(self, units: list[Unit]) -> list[UnitOutput]:
         """Computes the outputs of a step of units (see module docstring)."""
@@ -129,7 +116,7 @@ class Worker:
         elif k:
             v = var_lib.generate(self.directions, self.prior, ws, k,
                                  self.config.variation_tries,
-                                 jax.random.fold_in(self.var_root, unit.id),
+                                 keylib.variations(self.root, unit.id),
                                  lambda w: self.render(w), target, self.objective)
             rows_ws.append(v.ws)
             rows_img.append(v.images)
@@ -176,13 +163,3 @@ class Worker:
                            "variations_outside_group": outside,
                            "score_disagreements": int(np.sum(~ok))})
 
-
-def _render_fn(G, C, noise_mode: str, crop: str = "none"):
-    @jax.jit
-    def render(g_state, c_state, ws):
-        img = sg.synthesis(G.graphdef, g_state, ws, noise_mode, None, None)
-        out = imlib.to_uint8(img)
-        if crop == "arcface112":  # the classifier judged the full frame; this is written
-            out = crops.arcface112(out)
-        return (classifier_predict(C.graphdef, c_state, img, C.preprocess, C.schema), out)
-    return render

@@ -17,9 +17,6 @@ from __future__ import annotations
 from absl import flags, logging
 
 from jaxfair import cli
-from jaxfair.convert.torch_pickle import CheckpointError
-from jaxfair.io.checkpoints import CheckpointDirError
-from jaxfair.judge.attributes import TargetError
 from jaxfair.report import audit, dataset_report
 
 PROG = "jaxfair.report"
@@ -38,7 +35,7 @@ _GENERATOR = flags.DEFINE_string("generator", None, "dataset: generator checkpoi
 def main(command: str, config) -> None:
     logging.info("devices: %s", cli.device_summary())
     logging.info("config:\n%s", config)
-    try:
+    with cli.reporting(PROG):
         if command == "audit":
             out = _OUT.value or config.report.audit_dir
             num = _NUM.value if _NUM.value is not None else config.report.num
@@ -54,9 +51,6 @@ def main(command: str, config) -> None:
             print(f"wrote the report of {report['identities']} identities and "
                   f"{report['images']} images ({'complete' if report['complete'] else 'partial'}"
                   f" dataset) to {out}/index.html")
-    except (ValueError, FileExistsError, CheckpointError, CheckpointDirError,
-            FileNotFoundError, TargetError) as e:
-        cli.fail(PROG, e)
 
 
 if __name__ == "__main__":

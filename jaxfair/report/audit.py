@@ -1,7 +1,7 @@
 """Bias audit of a generator: how its unguided samples split over the classifier's classes.
 
 N latents are drawn from the prior with the convention of the render-and-classify step
-(jaxfair.judge.render; batch b: ``kz, kn = split(fold_in(key(seed), b))``,
+(jaxfair.judge.render; batch b: ``kz, kn = split(keys.labels(root(seed), b))``,
 z ~ N(0, I) from kz, kn for random noise; same truncation and noise mode), rendered and
 classified on the device; only the probabilities leave it. The report gives, per attribute
 and per combination of ``config.attributes`` (the groups a balanced dataset would have), the
@@ -23,8 +23,9 @@ import ml_collections
 import numpy as np
 
 import jaxfair
+from jaxfair import keys as keylib
 from jaxfair.io import atomic
-from jaxfair.judge import attributes
+from jaxfair.judge import attributes, render
 from jaxfair.judge.classifier import Classifier
 from jaxfair.models import stylegan2 as sg
 from jaxfair.report import plots, stats, text
@@ -32,38 +33,34 @@ from jaxfair.report import plots, stats, text
 
 def make_classify_fn(G: sg.Generator, C: Classifier, batch_size: int, psi: float,
                      noise_mode: str) -> Callable[[jax.Array], dict[str, jax.Array]]:
-    """``key -> {attribute: probabilities [B, K]}`` of B fresh prior samples.
+    """``key -> {attribute: probabilities [B, K]}`` of B fresh prior samples: the prior
+    stream's render-and-judge step (``judge.render.make_step``); images stay on the device."""
+    step = render.make_step(G, C, batch_size, psi, noise_mode)
+    no_groups = attributes.stack_targets([attributes.any_target(C.schema)])
 
-    Goes through the jitted ``Generator``/``Classifier`` methods (weights are arguments,
-    psi is traced): an audit compiles nothing that rendering and classifying at the same
-    batch size has not compiled already, and images stay on the device.
-    """
+    @jax.jit
+    def classify(g_state, c_state, key):
+        return step(g_state, c_state, key, no_groups)[3]  # XLA prunes the unused outputs
 
-    def classify(key):
-        kz, kn = jax.random.split(key)
-        z = jax.random.normal(kz, (batch_size, G.config.z_dim))
-        images = G(z, psi, noise_mode=noise_mode, key=kn if noise_mode == "random" else None)
-        return C.predict(images)
-
-    return classify
+    return lambda key: classify(G.state, C.state, key)
 
 
 def sample_labels(classify: Callable[[jax.Array], dict[str, jax.Array]], num: int,
                   batch_size: int, seed: int) -> tuple[dict[str, np.ndarray], dict]:
-    """Argmax classes of ``num`` samples (batch b uses ``fold_in(key(seed), b)``).
+    """Argmax classes of ``num`` samples (batch b uses ``keys.labels(root(seed), b)``).
 
     Returns:
       ({attribute: int [num]} (the last batch trimmed), timing): timing holds 'seconds'
       (all of it), 'first_batch_seconds' (includes compilation) and 'samples_per_s' (the
       batches after the first; None with a single batch).
     """
-    key = jax.random.key(seed)
+    root = keylib.root(seed)
     out: dict[str, list[np.ndarray]] = {}
     start = time.perf_counter()
     first = None
     n_batches = -(-num // batch_size)
     for b in range(n_batches):
-        for a, p in jax.device_get(classify(jax.random.fold_in(key, b))).items():
+        for a, p in jax.device_get(classify(keylib.labels(root, b))).items():
             out.setdefault(a, []).append(np.argmax(p, axis=-1))
         if b == 0:
             first = time.perf_counter()

@@ -26,9 +26,10 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
+from jaxfair.dataset import format as fmt
 from jaxfair.dataset.reader import Dataset, DatasetError
 from jaxfair.io import images as imlib
-from jaxfair.judge import attributes
+from jaxfair.judge import attributes, render
 from jaxfair.judge.classifier import Classifier
 from jaxfair.models import stylegan2 as sg
 from jaxfair.report import dataset_stats as figures
@@ -47,8 +48,8 @@ Embedder = Callable[[np.ndarray], np.ndarray]
 
 
 def sheet_name(group: str) -> str:
-    """File-name-safe group text: 'tone=dark,hair=long|short' -> 'tone=dark_hair=long+short'."""
-    return re.sub(r"[^A-Za-z0-9=_.+-]", "-", group.replace(",", "_").replace("|", "+"))
+    """File-name-safe group text (``dataset.format.slug``, other odd characters -> '-')."""
+    return re.sub(r"[^A-Za-z0-9=_.+-]", "-", fmt.slug(group))
 
 
 def check_schema(ds: Dataset, C: Classifier) -> None:
@@ -75,7 +76,7 @@ def load_images(ds: Dataset, records: list[dict], G: sg.Generator | None,
     if lat.ndim == 2:
         lat = np.broadcast_to(lat[:, None], (len(lat), G.config.num_ws, lat.shape[-1]))
     noise_mode = ds.plan.get("config", {}).get("noise_mode", "const")
-    return reclassify.batched(lambda ws: imlib.to_uint8(G.synthesis(ws, noise_mode)),
+    return render.batched(lambda ws: imlib.to_uint8(G.synthesis(ws, noise_mode)),
                               np.ascontiguousarray(lat), batch_size)
 
 

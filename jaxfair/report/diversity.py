@@ -10,7 +10,8 @@ uniqueness.
 
 Metrics (float64 on the host: a few thousand vectors at most, and exact near zero where
 near-duplicates live, unlike a float32 Gram matrix):
-  'rms'     Euclidean distance divided by sqrt(number of coordinates): for a W+ latent
+  'rms'     the identity distance (``jaxfair.identity``; here in the latents' own units):
+            Euclidean distance divided by sqrt(number of coordinates): for a W+ latent
             [num_ws, w_dim] the root mean square over rows of the per-row distance, so W
             and W+ datasets read on one scale.
   'cosine'  1 - cosine similarity (features; scale-free).
@@ -23,6 +24,8 @@ Example:
 from __future__ import annotations
 
 import numpy as np
+
+from jaxfair import identity
 
 METRICS = ("rms", "cosine")
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
@@ -42,12 +45,8 @@ def pairwise(x: np.ndarray, metric: str) -> np.ndarray:
     if x.ndim != 2:
         raise ValueError(f"expected vectors [N, D], got shape {x.shape}")
     if metric == "rms":
-        # Centre first: the Gram form loses digits when vectors share a large offset.
-        xc = x - x.mean(axis=0)
-        sq = np.sum(xc * xc, axis=1)
-        d2 = sq[:, None] + sq[None, :] - 2.0 * xc @ xc.T
-        d = np.sqrt(np.maximum(d2, 0.0) / x.shape[1])
-    elif metric == "cosine":
+        return identity.pairwise(x)  # the identity distance (centred Gram form, float64)
+    if metric == "cosine":
         norm = np.linalg.norm(x, axis=1, keepdims=True)
         u = x / np.maximum(norm, 1e-12)
         d = np.clip(1.0 - u @ u.T, 0.0, 2.0)

@@ -18,6 +18,7 @@ the dataset's, reported once), and, on the demo world, the KS ratio of its free 
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import time
@@ -67,8 +68,14 @@ def _per_group_work(workdir: str, groups: list[str]) -> dict[str, int]:
         out[first["group"]] += stats.get("candidates", 0)
     state = os.path.join(workdir, "planner.npz")
     if os.path.exists(state):
+        with open(os.path.join(workdir, "plan.json")) as f:
+            plan = json.load(f)
+        # The planner's group order: every combination of the attributes' classes.
+        order = [",".join(f"{a}={c}" for a, c in zip(plan["attributes"], combo))
+                 for combo in itertools.product(*(plan["schema"][a]
+                                                  for a in plan["attributes"]))]
         with np.load(state) as s:
-            for g, n in zip(groups, s["chain_group_evals"]):
+            for g, n in zip(order, s["chain_group_evals"]):
                 out[g] += int(n)
     return out
 

@@ -8,12 +8,11 @@ each image still holds for the image a user will actually train on.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
-import jax
 import numpy as np
 
-from jaxfair.judge import attributes
+from jaxfair.judge import attributes, render
 from jaxfair.judge.classifier import Classifier
 from jaxfair.report import stats
 
@@ -26,31 +25,14 @@ def from_uint8(images: np.ndarray) -> np.ndarray:
     return (np.asarray(images, np.float32) - 128.0) / 127.5
 
 
-def batched(fn: Callable[[np.ndarray], object], x: np.ndarray, batch_size: int):
-    """Applies ``fn`` to fixed-size batches of ``x`` [N, ...]; concatenates the leaves.
-
-    The last batch is padded (repeating its last row) to ``batch_size`` so a jitted ``fn``
-    compiles once whatever N is; padded rows are dropped from the result.
-    """
-    n = len(x)
-    outs = []
-    for s in range(0, n, batch_size):
-        chunk = x[s:s + batch_size]
-        take = len(chunk)
-        if take < batch_size:
-            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch_size - take, 0)])
-        outs.append(jax.tree.map(lambda a, t=take: np.asarray(a)[:t], fn(chunk)))
-    return jax.tree.map(lambda *a: np.concatenate(a), *outs)
-
-
 def predict(C: Classifier, images: np.ndarray, batch_size: int) -> dict[str, np.ndarray]:
     """uint8 images [N, H, W, 3] -> {attribute: probabilities [N, K]} (float32)."""
-    return batched(lambda x: C.predict(from_uint8(x)), images, batch_size)
+    return render.batched(lambda x: C.predict(from_uint8(x)), images, batch_size)
 
 
 def features(C: Classifier, images: np.ndarray, batch_size: int) -> np.ndarray:
     """uint8 images [N, H, W, 3] -> the classifier's penultimate features [N, F]."""
-    return batched(lambda x: C.features(from_uint8(x)), images, batch_size)
+    return render.batched(lambda x: C.features(from_uint8(x)), images, batch_size)
 
 
 def agreement(records: Sequence[dict], probs: dict[str, np.ndarray],

@@ -146,24 +146,30 @@ def directions(z: np.ndarray, scores: np.ndarray, ridge: float = 1.0) -> np.ndar
     return u[:, sv > 0.1 * sv[0]].astype(np.float32)
 
 
-def lag1_autocorrelation(history: np.ndarray) -> float:
-    """Lag-1 autocorrelation of chain states, averaged over chains and coordinates.
+def lag1_autocorrelation(history: np.ndarray, variance: float | None = None) -> float:
+    """Lag-1 autocorrelation of chain states from their variogram:
+    ``1 - E[(x_{t+1} - x_t)^2] / (2 var)``, averaged over chains and coordinates.
+
+    The stationary ``variance`` per coordinate should come from outside the chains (the
+    prior's 1 for coordinates the group leaves free, exact stream draws of the group for the
+    constrained ones): chains started from a few nearby faces cover little of the group in
+    a short window, and their own spread would make them look fast. Without it the pooled
+    variance of the history is used.
 
     Args:
-      history: [T, C, D] states of C chains over T steps (T >= 3).
+      history: [T, C, D] states of C chains over T steps (T >= 2).
+      variance: stationary variance per coordinate, or None.
 
     Returns:
-      rho in [0, 1) (negative estimates clip to 0; 1 is reported as 0.999).
+      rho in [0, 0.999] (0.999 also when nothing moved and nothing is known).
     """
     x = np.asarray(history, np.float64)
-    # Pooled over chains and steps: a per-chain mean over a short window would absorb the
-    # slow drift and report a fast chain.
-    x = x - x.mean(axis=(0, 1), keepdims=True)
-    num = np.sum(x[1:] * x[:-1])
-    den = np.sum(x * x)
-    if den <= 0:
-        return 0.999  # no chain moved at all
-    return float(np.clip(num / den, 0.0, 0.999))
+    if variance is None:
+        variance = float(np.mean(np.var(x.reshape(-1, x.shape[-1]), axis=0)))
+    if variance <= 0:
+        return 0.999
+    step = float(np.mean(np.square(np.diff(x, axis=0))))
+    return float(np.clip(1.0 - step / (2.0 * variance), 0.0, 0.999))
 
 
 def thinning(rho: float, rho_max: float, max_thin: int) -> int:

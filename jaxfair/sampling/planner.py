@@ -18,8 +18,8 @@ groups, or ``chain_cost_guess``), filling the set S of groups by the stream cost
 ``max_{g in S} need_g / y_g`` more stream samples and the rest ``sum need_g c_g``; S is the
 prefix (in order of need_g / y_g) that minimises the sum; the others run chains, if they have
 a face to start from. The choice is made again every round from the latest measurements.
-Every face joins its group only if it is not within ``identity_radius`` (rms W distance in
-units of w_std) of one already there.
+Every face joins its group only if it is not within ``identity_radius`` of one already there
+(``jaxfair.identity``: W in prior units, the rule the manifest's cross-unit check applies).
 
 The state after every round is a plain dict of arrays: ``save``/``load`` checkpoint it, and a
 resumed run continues byte-identically.
@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxfair import identity
 from jaxfair.judge import attributes
 from jaxfair.models import stylegan2 as sg
 from jaxfair.sampling import chains as chain_lib
@@ -220,22 +221,19 @@ class Planner:
     # Adding faces -----------------------------------------------------------------------
 
     def _add(self, s: dict, g: int, z: np.ndarray, src: int) -> None:
-        """Adds faces z [n, D] to group g in order, skipping near-duplicates, up to quota."""
-        if len(z) == 0 or len(s[f"pool_z_{g}"]) >= self.s.quota:
+        """Adds faces z [n, D] to group g in order, skipping those within the identity
+        radius of one already there (``jaxfair.identity``, W in prior units), up to quota."""
+        room = self.s.quota - len(s[f"pool_z_{g}"])
+        if len(z) == 0 or room <= 0:
             return
         w = np.asarray(self._map(self.G.state, jnp.asarray(z)))
-        for zi, wi in zip(z, w):
-            pz, pw = s[f"pool_z_{g}"], s[f"pool_w_{g}"]
-            if len(pz) >= self.s.quota:
-                return
-            if len(pw):
-                d = np.sqrt(np.min(np.mean(np.square(
-                    (pw.astype(np.float64) - wi.astype(np.float64)) / self.w_std), axis=1)))
-                if d <= self.s.identity_radius:
-                    continue
-            s[f"pool_z_{g}"] = np.concatenate([pz, zi[None]])
-            s[f"pool_w_{g}"] = np.concatenate([pw, wi[None]])
-            s[f"pool_src_{g}"] = np.concatenate([s[f"pool_src_{g}"], [src]])
+        keep = identity.first_distinct(identity.to_prior_units(w, 0.0, self.w_std),
+                                       self.s.identity_radius,
+                                       identity.to_prior_units(s[f"pool_w_{g}"], 0.0,
+                                                               self.w_std), limit=room)
+        s[f"pool_z_{g}"] = np.concatenate([s[f"pool_z_{g}"], z[keep]])
+        s[f"pool_w_{g}"] = np.concatenate([s[f"pool_w_{g}"], w[keep]])
+        s[f"pool_src_{g}"] = np.concatenate([s[f"pool_src_{g}"], np.full(keep.sum(), src)])
 
     # Rounds -----------------------------------------------------------------------------
 
@@ -345,8 +343,15 @@ class Planner:
             h = hist[:, mine].astype(np.float64)
             inside = h @ q.astype(np.float64)  # [T, c, k] constrained coordinates
             outside = h - inside @ q.T.astype(np.float64)
-            s["rho"][g] = (chain_lib.lag1_autocorrelation(inside),
-                           chain_lib.lag1_autocorrelation(outside))
+            # Stationary variances from outside the chains: the prior's 1 off the span, the
+            # group's exact stream draws on it (pooled chain history when too few).
+            drawn = s[f"pool_z_{g}"][s[f"pool_src_{g}"] == 0] @ q.astype(np.float64)
+            var_in = float(np.mean(np.var(drawn, axis=0))) if len(drawn) >= 8 else None
+            # Off the span the prior's variance is 1 per direction: (D - k) / D per
+            # coordinate of the projection.
+            k_eff = float(np.sum(np.linalg.norm(q, axis=0) > 0))
+            s["rho"][g] = (chain_lib.lag1_autocorrelation(inside, var_in),
+                           chain_lib.lag1_autocorrelation(outside, 1.0 - k_eff / q.shape[0]))
             s["period"][g], s["thin"][g] = chain_lib.schedule(
                 *s["rho"][g], float(free.mean()), self.s.rho_max, self.s.max_thin)
             s["chain_group_evals"][g] += hist.shape[0] * len(mine)

@@ -15,10 +15,7 @@ import sys
 from absl import flags, logging
 
 from jaxfair import cli
-from jaxfair.convert.torch_pickle import CheckpointError
-from jaxfair.io.checkpoints import CheckpointDirError
-from jaxfair.judge.attributes import TargetError
-from jaxfair.search import job
+from jaxfair.search import job, readout
 
 PROG = "jaxfair.search"
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (default: config.workdir "
@@ -32,14 +29,12 @@ def main(config):
     target = _TARGET.value if _TARGET.value is not None else config.search.target
     logging.info("devices: %s", cli.device_summary())
     logging.info("config:\n%s", config)
-    try:
-        summary = job.run(config, workdir, target, log=logging.info)
-    except job.TargetNotReached as e:
-        print(f"{PROG}: {e}", file=sys.stderr)
-        sys.exit(1)
-    except (ValueError, FileExistsError, CheckpointError, CheckpointDirError,
-            FileNotFoundError, TargetError) as e:
-        cli.fail(PROG, e)
+    with cli.reporting(PROG):
+        try:
+            summary = job.run(config, workdir, target, log=logging.info)
+        except readout.TargetNotReached as e:  # not bad input: exit status 1, no "error:"
+            print(f"{PROG}: {e}", file=sys.stderr)
+            sys.exit(1)
     print(f"wrote {summary['num_accepted']} accepted latents for {summary['target']} to "
           f"{workdir} ({summary['candidates_evaluated']} candidates evaluated)")
 

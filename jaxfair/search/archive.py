@@ -4,8 +4,8 @@ One archive per search (vmap it for S searches). Every accepted candidate of eve
 generation is offered; it is stored unless it is a *near-duplicate* of a stored row or of
 an earlier candidate of the same batch. Two candidates are near-duplicates when
 
-- their latents lie within ``radius`` (``spaces.distance``: rms coordinate distance of
-  canonical latents, prior units), OR
+- their latents lie within ``radius`` (``spaces.distance``: the identity distance of
+  ``jaxfair.identity`` on canonical latents, prior units), OR
 - ``feature_radius > 0`` and their classifier features lie within ``feature_radius``
   (``feature_distance``: the chord distance of unit-normalised penultimate features).
 

@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxfair.judge import attributes, classifier
+from jaxfair.judge import attributes, classifier, render
 from jaxfair.judge import preprocess as pp
 from jaxfair.models import stylegan2 as sg
 from jaxfair.search import archive as arc
@@ -151,10 +151,9 @@ class Engine:
 
     def _score(self, g_state, c_state, prior, u, key, resolution, dtype):
         ws = spaces.to_ws(self.space, self.g_graphdef, g_state, prior, u, self.psi)
-        img = sg.synthesis(self.g_graphdef, g_state, ws, self.noise_mode,
-                           key if self.noise_mode == "random" else None, resolution, dtype)
-        probs, feats = classifier.predict_with_features(self.c_graphdef, c_state, img,
-                                                        self.preprocess, self.schema, dtype)
+        img, probs, feats = render.judge(self.g_graphdef, g_state, self.c_graphdef, c_state,
+                                         self.preprocess, self.schema, ws, self.noise_mode,
+                                         key, resolution, dtype, features=True)
         return probs, feats, img
 
     def _score_batched(self, g_state, c_state, prior, u, key):
@@ -292,8 +291,21 @@ class Engine:
         return probs, img
 
 
-def shard(tree, mesh: jax.sharding.Mesh, axis: str = "search"):
-    """Places every leaf's leading (search) axis over ``mesh``'s ``axis``."""
+def place(num_searches: int, shared, devices=None):
+    """Where a run's searches go: ``(mesh, shared)``. With several ``devices`` (default: all),
+    a 'search' mesh over them and ``shared`` (weights, prior) replicated on it; with one,
+    ``(None, shared)`` unchanged. Shard per-search arrays with ``shard(tree, mesh)``."""
+    devices = jax.devices() if devices is None else devices
+    if len(devices) < 2:
+        return None, shared
+    mesh = search_mesh(num_searches, devices)
+    return mesh, replicate(shared, mesh)
+
+
+def shard(tree, mesh: jax.sharding.Mesh | None, axis: str = "search"):
+    """Places every leaf's leading (search) axis over ``mesh``'s ``axis`` (None: as is)."""
+    if mesh is None:
+        return tree
     spec = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(axis))
     return jax.device_put(tree, spec)
 

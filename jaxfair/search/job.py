@@ -26,101 +26,13 @@ import ml_collections
 import numpy as np
 
 import jaxfair
+from jaxfair import keys as keylib
 from jaxfair.io import atomic
 from jaxfair.io import images as imlib
-from jaxfair.judge import attributes
+from jaxfair.judge import attributes, render
+from jaxfair.search import builder, readout, spaces
 from jaxfair.search import engine as eng_lib
 from jaxfair.search import objective as obj
-from jaxfair.search import spaces, strategies
-
-
-class TargetNotReached(RuntimeError):
-    """The budget ran out before any candidate was accepted."""
-
-
-def validate(sc: ml_collections.ConfigDict) -> None:
-    """Raises ValueError naming the first bad ``config.search`` setting."""
-    if sc.space not in spaces.SPACES:
-        raise ValueError(f"unknown space {sc.space!r}; choose from {', '.join(spaces.SPACES)}")
-    for name in ("population_size", "num_searches", "generations_per_chunk",
-                 "max_generations", "num_accepted", "archive_capacity"):
-        if sc[name] < 1:
-            raise ValueError(f"search.{name} must be >= 1, got {sc[name]}")
-    if sc.duplicate_radius < 0:
-        raise ValueError(f"search.duplicate_radius must be >= 0, got {sc.duplicate_radius}")
-    if sc.get("feature_radius", 0.0) < 0:
-        raise ValueError(f"search.feature_radius must be >= 0, got {sc.feature_radius}")
-    if sc.get("dtype", "float32") not in ("float32", "bfloat16"):
-        raise ValueError(f"search.dtype must be float32 or bfloat16, got {sc.dtype!r}")
-    if sc.sigma_init <= 0:
-        raise ValueError(f"search.sigma_init must be > 0, got {sc.sigma_init}")
-
-
-def build_engine(config: ml_collections.ConfigDict, G, C) -> eng_lib.Engine:
-    """The engine described by ``config.search`` for loaded models (validated)."""
-    sc = config.search
-    validate(sc)
-    space = spaces.Space.create(sc.space, G.config)
-    objective = obj.Objective(threshold=sc.threshold, mode=sc.accept_mode,
-                              prior_weight=sc.prior_weight, novelty_weight=sc.novelty_weight,
-                              novelty_radius=sc.novelty_radius)
-    strategy = strategies.build(sc.strategy, space, sc.population_size, sc.sigma_init,
-                                sc.learning_rate)
-    return eng_lib.Engine.create(
-        G, C, space, strategy, objective, num_searches=sc.num_searches,
-        generations=sc.generations_per_chunk, psi=config.truncation_psi,
-        noise_mode=config.noise_mode, score_resolution=sc.score_resolution or None,
-        archive_capacity=sc.archive_capacity, duplicate_radius=sc.duplicate_radius,
-        # Configs written before these settings existed keep their meaning (off, float32).
-        feature_radius=sc.get("feature_radius", 0.0), dtype=sc.get("dtype", "float32"),
-        eval_batch=sc.get("eval_batch", 0))
-
-
-def collect(state: eng_lib.SearchState, space: spaces.Space, radius: float, limit: int,
-            feature_radius: float = 0.0
-            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Archived rows of all searches, de-duplicated across searches (host side) with the
-    archive's rule: latents within ``radius`` or, when ``feature_radius > 0``, features
-    within ``feature_radius`` (archive.feature_distance) of an earlier kept row.
-
-    Returns:
-      (u [N, D], search [N], generation [N], masses [N, A]) in (generation, search) order,
-      at most ``limit`` rows.
-    """
-    a = jax.device_get(state.archive)
-    rows = [(int(a.generation[s, i]), s, i) for s in range(a.count.shape[0])
-            for i in range(min(int(a.count[s]), a.latents.shape[1]))]
-    rows.sort()
-    kept: list[tuple[int, int, int]] = []
-    canon: list[np.ndarray] = []
-    units: list[np.ndarray] = []
-    for g, s, i in rows:
-        c = np.asarray(spaces.canonical(space, a.latents[s, i][None]))[0]
-        f = np.asarray(a.features[s, i], np.float64)
-        f = f / max(float(np.linalg.norm(f)), 1e-12)
-        if any(np.sqrt(np.mean((c - k) ** 2)) <= radius for k in canon):
-            continue
-        if feature_radius > 0 and any(np.linalg.norm(f - k) <= feature_radius for k in units):
-            continue
-        kept.append((g, s, i))
-        canon.append(c)
-        units.append(f)
-        if len(kept) == limit:
-            break
-    if not kept:
-        d = a.latents.shape[-1]
-        return np.zeros((0, d), np.float32), np.zeros(0, int), np.zeros(0, int), \
-            np.zeros((0, a.masses.shape[-1]), np.float32)
-    g, s, i = map(np.asarray, zip(*kept))
-    return a.latents[s, i], s, g, a.masses[s, i]
-
-
-def _best_report(state, schema: attributes.Schema, target_text: str) -> str:
-    best = np.max(np.asarray(jax.device_get(state.best_masses)), axis=0)
-    parts = ", ".join(f"{a.name} {p:.3f}" for a, p in zip(schema.attributes, best))
-    return (f"target {target_text!r} not reached after {int(np.max(state.generation))} "
-            f"generations ({int(np.sum(state.evaluated))} candidates); best target probability "
-            f"per attribute: {parts}")
 
 
 def run(config: ml_collections.ConfigDict, workdir: str, target_text: str,
@@ -131,16 +43,15 @@ def run(config: ml_collections.ConfigDict, workdir: str, target_text: str,
     G = jaxfair.load_generator(config.generator)
     C = jaxfair.load_classifier(config.classifier)
     target = attributes.parse_target(target_text, C.schema)
-    engine = build_engine(config, G, C)
-    key = jax.random.key(sc.seed)
-    prior = spaces.estimate_prior(G, jax.random.fold_in(key, 1))
+    engine = builder.build(builder.Settings.from_config(config), G, C)
+    # The streams of the bulk job: the same seed gives the same prior, and these searches
+    # are those of its unit 0.
+    root = keylib.root(sc.seed)
+    prior = spaces.estimate_prior(G, keylib.prior(root))
     targets = attributes.stack_targets([target] * sc.num_searches)
-    keys = jax.random.split(jax.random.fold_in(key, 2), sc.num_searches)
-    g_state, c_state = G.state, C.state
-    if len(jax.devices()) > 1:
-        mesh = eng_lib.search_mesh(sc.num_searches)
-        g_state, c_state, prior = eng_lib.replicate((g_state, c_state, prior), mesh)
-        targets, keys = eng_lib.shard((targets, keys), mesh)
+    keys = jax.random.split(keylib.unit(root, 0), sc.num_searches)
+    mesh, (g_state, c_state, prior) = eng_lib.place(sc.num_searches, (G.state, C.state, prior))
+    targets, keys = eng_lib.shard((targets, keys), mesh)
 
     t0 = time.perf_counter()
     state = jax.block_until_ready(engine.init(g_state, c_state, prior, targets, keys))
@@ -162,21 +73,19 @@ def run(config: ml_collections.ConfigDict, workdir: str, target_text: str,
             f"{per_chunk / dt:.0f} candidates/s")
         if archived >= sc.num_accepted:
             break
-    u, search_idx, generation, masses = collect(state, engine.space, sc.duplicate_radius,
-                                                sc.num_accepted, engine.feature_radius)
+    u, search_idx, generation, masses = readout.collect(
+        state, engine.space, engine.duplicate_radius, sc.num_accepted, engine.feature_radius)
     if len(u) == 0:
-        raise TargetNotReached(_best_report(state, C.schema, target_text))
+        raise readout.TargetNotReached(readout.best_report(state, C.schema, target_text))
     return _write(config, workdir, target_text, engine, G, C, prior, state, u, search_idx,
                   generation, masses, {"first_chunk_s": first_run, "steady_s": search_s})
 
 
 def _render(engine, G, C, prior, u, batch: int = 64):
-    probs, imgs = [], []
-    for i in range(0, len(u), batch):
-        p, img = engine.render(G.state, C.state, prior, u[i:i + batch])
-        probs.append(jax.device_get(p))
-        imgs.append(np.asarray(imlib.to_uint8(img)))
-    return {k: np.concatenate([p[k] for p in probs]) for k in probs[0]}, np.concatenate(imgs)
+    def one(x):
+        probs, img = engine.render(G.state, C.state, prior, x)
+        return probs, imlib.to_uint8(img)
+    return render.batched(one, u, batch)
 
 
 def _write(config, workdir, target_text, engine, G, C, prior, state, u, search_idx,

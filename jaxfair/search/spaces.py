@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxfair import identity
 from jaxfair.models import stylegan2 as sg
 from jaxfair.models import stylegan2_ops as ops
 
@@ -132,13 +133,8 @@ def canonical(space: Space, u: jax.Array) -> jax.Array:
 
 
 def distance(space: Space, a: jax.Array, b: jax.Array) -> jax.Array:
-    """Root-mean-square coordinate distance of canonical latents: a [..., D], b [..., D].
-
-    Two independent prior samples are about sqrt(2) apart; the original method's z
-    mutation (sigma 0.5) moves a latent about 0.5.
-    """
-    diff = canonical(space, a) - canonical(space, b)
-    return jnp.sqrt(jnp.mean(jnp.square(diff), axis=-1))
+    """The identity distance (``jaxfair.identity``) of canonical latents a, b [..., D]."""
+    return identity.distance(canonical(space, a), canonical(space, b))
 
 
 def to_latent(space: Space, prior: Prior, u: jax.Array) -> jax.Array:

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from jaxfair.dataset import format as fmt
 from jaxfair.dataset import manifest, verify, writer
 from jaxfair.dataset.lock import LOCK
 from jaxfair.dataset.reader import Dataset, DatasetError
@@ -136,7 +137,7 @@ def test_a_corrupt_png_is_named_by_the_reader(tmp_path):
 @pytest.mark.parametrize("text", ["{\"format\": ", "[1, 2]", "\xff\xfe"])
 def test_a_corrupt_plan_json_is_named(tmp_path, text):
     d = str(tmp_path / "ds")
-    head = {"format": manifest.FORMAT, "config": {"a": 1}}
+    head = {"format": fmt.FORMAT, "config": {"a": 1}}
     manifest.prepare(d, head, overwrite=False)
     path = os.path.join(d, "plan.json")
     Path(path).write_text(text, encoding="latin-1")
@@ -151,5 +152,5 @@ def test_a_directory_holding_only_the_lock_counts_as_empty(tmp_path):
     d = tmp_path / "ds"
     d.mkdir()
     (d / LOCK).write_text("pid 1 on host h")
-    manifest.prepare(str(d), {"format": manifest.FORMAT}, overwrite=False)
+    manifest.prepare(str(d), {"format": fmt.FORMAT}, overwrite=False)
     assert sorted(os.listdir(d)) == [LOCK, "plan.json"]

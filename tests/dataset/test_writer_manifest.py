@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from jaxfair.dataset import format as fmt
 from jaxfair.dataset import manifest, writer
 from jaxfair.pipeline.plan import Plan, Unit
 from jaxfair.pipeline.worker import UnitOutput
@@ -31,7 +32,7 @@ def output(unit: Unit, latents: np.ndarray, group="g=a") -> UnitOutput:
 def test_shard_is_complete_with_done_and_images_decode(tmp_path):
     d = str(tmp_path)
     out = output(Unit(3, 0, 0, 2), np.arange(8).reshape(2, 4))
-    os.makedirs(os.path.join(d, writer.SHARDS))
+    os.makedirs(os.path.join(d, fmt.SHARDS))
     assert writer.write_shard(d, out, "png", "float16") == 2
     shard = writer.shard_dir(d, 3)
     assert sorted(os.listdir(shard)) == ["DONE", "latents.npy", "records.jsonl",
@@ -49,11 +50,11 @@ def test_shard_is_complete_with_done_and_images_decode(tmp_path):
 
 def test_leftovers_of_a_killed_run_are_removed_but_done_shards_kept(tmp_path):
     d = str(tmp_path)
-    os.makedirs(os.path.join(d, writer.SHARDS, ".tmp-00001"))
-    os.makedirs(os.path.join(d, writer.SHARDS, "00002"))  # renamed dir never has no DONE,
+    os.makedirs(os.path.join(d, fmt.SHARDS, ".tmp-00001"))
+    os.makedirs(os.path.join(d, fmt.SHARDS, "00002"))  # renamed dir never has no DONE,
     writer.write_shard(d, output(Unit(4, 0, 0, 1), np.zeros((1, 4))), "none", "float32")
     assert writer.clean_partial(d, [1, 2, 4]) == 2
-    assert sorted(os.listdir(os.path.join(d, writer.SHARDS))) == ["00004"]
+    assert sorted(os.listdir(os.path.join(d, fmt.SHARDS))) == ["00004"]
 
 
 def test_writer_pool_reports_write_errors(tmp_path):
@@ -61,7 +62,7 @@ def test_writer_pool_reports_write_errors(tmp_path):
     w = writer.Writer(d, "png", "float32", threads=2, max_pending=2)
     w.submit(output(Unit(0, 0, 0, 1), np.zeros((1, 4))))
     # A file where unit 1's temp directory must go: its write fails (even as root).
-    with open(os.path.join(d, writer.SHARDS, ".tmp-00001"), "w"):
+    with open(os.path.join(d, fmt.SHARDS, ".tmp-00001"), "w"):
         pass
     w.submit(output(Unit(1, 0, 0, 1), np.zeros((1, 4))))
     with pytest.raises(OSError):
@@ -71,7 +72,7 @@ def test_writer_pool_reports_write_errors(tmp_path):
 
 def test_near_duplicates_across_units_are_excluded_in_unit_order(tmp_path):
     d = str(tmp_path)
-    os.makedirs(os.path.join(d, writer.SHARDS))
+    os.makedirs(os.path.join(d, fmt.SHARDS))
     plan = Plan.create(["g=a", "g=b"], quota=2, per_unit=2, per_step=2)
     base = np.array([[0.0, 0, 0, 0], [4, 4, 4, 4]])
     writer.write_shard(d, output(plan.units[0], base, "g=a"), "none", "float32")
@@ -84,7 +85,7 @@ def test_near_duplicates_across_units_are_excluded_in_unit_order(tmp_path):
     assert excluded == {"u00002-i000"} and kept == {0: 3, 1: 2}
     excluded, _ = manifest.exclude_near_duplicates(d, more.units, radius=0.01, w_std=1.0)
     assert excluded == set()
-    summary = manifest.summarise(d, {"format": manifest.FORMAT}, more, {"u00002-i000"})
+    summary = manifest.summarise(d, {"format": fmt.FORMAT}, more, {"u00002-i000"})
     assert summary["counts"]["g=a"] == {"quota": 2, "identities": 3, "images": 3}
     assert summary["excluded"] == ["u00002-i000-v00"]
     assert summary["variations_rejected"] == 3 and summary["candidates_evaluated"] == 30
@@ -92,10 +93,10 @@ def test_near_duplicates_across_units_are_excluded_in_unit_order(tmp_path):
 
 def test_plan_file_must_match_on_resume(tmp_path):
     d = str(tmp_path / "ds")
-    head = {"format": manifest.FORMAT, "config": {"a": 1, "b": {"c": 2}}}
+    head = {"format": fmt.FORMAT, "config": {"a": 1, "b": {"c": 2}}}
     manifest.prepare(d, head, overwrite=False)
     manifest.prepare(d, dict(head, jaxfair_version="other"), overwrite=False)  # same run
-    changed = {"format": manifest.FORMAT, "config": {"a": 1, "b": {"c": 3}}}
+    changed = {"format": fmt.FORMAT, "config": {"a": 1, "b": {"c": 3}}}
     with pytest.raises(manifest.PlanMismatch, match=r"config.b.c: 2 -> 3"):
         manifest.prepare(d, changed, overwrite=False)
     os.makedirs(os.path.join(d, "shards", "00000"))

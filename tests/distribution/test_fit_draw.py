@@ -3,7 +3,6 @@
 import dataclasses
 import json
 import os
-import subprocess
 import sys
 
 import jax
@@ -11,6 +10,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
+from cli_runs import run_all
 
 import jaxfair
 from jaxfair.distribution import draw as distribution_draw
@@ -126,12 +126,6 @@ def test_unverified_draw_keeps_every_sample(fitted, tmp_path):
     assert np.load(tmp_path / "u" / "ws.npy").shape == (5, 64)
 
 
-def test_distinct_share():
-    w = np.array([[0.0, 0.0], [0.01, 0.0], [1.0, 1.0], [1.0, 1.05], [3.0, 0.0]])
-    assert distribution_draw.distinct_share(w, np.ones(2), 0.1) == 0.6
-    assert distribution_draw.distinct_share(w, np.full(2, 100.0), 0.1) == 0.2
-
-
 def test_draw_step_compiles_once_for_all_groups(fitted):
     config, workdir, _ = fitted
     model = distribution.load(workdir)
@@ -165,26 +159,27 @@ def test_too_few_samples_says_found_and_needed(tmp_path, make_config, tiny):
     assert not os.path.exists(tmp_path / "m")
 
 
-def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "jaxfair.sample", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
-
-
 def test_cli_errors_are_one_line_exit_2(fitted, tmp_path):
     _, workdir, _ = fitted
-    r = _cli("draw", f"--workdir={workdir}", "--counts=tone=dark,glasses=yes:3",
-             f"--out={tmp_path / 'x'}")
+    sample = [sys.executable, "-m", "jaxfair.sample"]
+    draw, fit, none = run_all([
+        sample + ["draw", f"--workdir={workdir}", "--counts=tone=dark,glasses=yes:3",
+                  f"--out={tmp_path / 'x'}"],
+        sample + ["fit", f"--workdir={tmp_path / 'm'}", "--config.distribution.num_samples=256",
+                  "--config.distribution.holdout=0",
+                  "--config.distribution.min_group_samples=40"],
+        sample + ["sample"]], cwd=ROOT, timeout=300)
+    r = draw
     assert r.returncode == 2, r.stderr[-2000:]
     err = r.stderr.strip().splitlines()[-1]
     assert err.startswith("jaxfair.sample: error: no model for group 'tone=dark,glasses=yes'")
     assert "Traceback" not in r.stderr and not os.path.exists(tmp_path / "x")
-    r = _cli("fit", f"--workdir={tmp_path / 'm'}", "--config.distribution.num_samples=256",
-             "--config.distribution.holdout=0", "--config.distribution.min_group_samples=40")
+    r = fit
     assert r.returncode == 2, r.stderr[-2000:]
     err = r.stderr.strip().splitlines()[-1]
     assert err.startswith("jaxfair.sample: error: too few samples") and "need 40 per group" in err
     assert "Traceback" not in r.stderr and not os.path.exists(tmp_path / "m")
-    r = _cli("sample")
+    r = none
     assert r.returncode == 2 and "first argument must be one of fit, draw" in r.stderr
 
 

@@ -3,8 +3,7 @@
 import jax.numpy as jnp
 import numpy as np
 
-from jaxfair.judge import attributes
-from jaxfair.judge import render as rejection
+from jaxfair.judge import attributes, render
 
 
 def test_group_masses_is_min_over_constrained_attributes():
@@ -13,7 +12,7 @@ def test_group_masses_is_min_over_constrained_attributes():
              "hair": jnp.asarray([[0.3, 0.7], [0.95, 0.05]]),
              "glasses": jnp.asarray([[0.5, 0.5], [0.5, 0.5]])}
     groups = attributes.enumerate_groups(schema, ("tone", "hair"))
-    masses = np.asarray(rejection.group_masses(probs, attributes.stack_targets(
+    masses = np.asarray(render.group_masses(probs, attributes.stack_targets(
         [t for _, t in groups])))
     names = [n for n, _ in groups]
     assert masses.shape == (6, 2)

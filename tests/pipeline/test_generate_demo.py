@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from jaxfair.demo import fit_generator, world
-from jaxfair.judge import render as rejection
+from jaxfair.judge import render
 from jaxfair.pipeline import run as pipeline
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -178,8 +178,8 @@ def test_eight_devices_in_one_process(env, tmp_path):
 
 
 def test_changed_config_is_refused_unless_overwrite(smoke, env, tmp_path):
-    rc, _, err = generate(smoke[0], env, "--config.search.threshold=0.95")
-    assert rc == 2 and "search.threshold: 0.9 -> 0.95" in err and "--overwrite" in err
+    rc, _, err = generate(smoke[0], env, "--config.search.sigma_init=0.4")
+    assert rc == 2 and "search.sigma_init: 0.5 -> 0.4" in err and "--overwrite" in err
     assert_one_error_line(err)
 
 
@@ -235,7 +235,7 @@ def test_demo_default_acceptance(demo_default):
         G, C = jaxfair.load_generator(cfg.generator), jaxfair.load_classifier(cfg.classifier)
         rare = attributes.stack_targets([attributes.parse_target("tone=dark,hair=long",
                                                                  C.schema)])
-        step = rejection.make_step(G, C, 1024, 1.0, "const")
+        step = render.make_step(G, C, 1024, 1.0, "const")
         *_, masses = step(G.state, C.state, jax.random.key(7), rare)
     unguided_share = float(np.mean(np.asarray(masses[0]) >= 0.5))
     assert 0.005 < unguided_share < 0.05

@@ -15,6 +15,7 @@ from dataset_writer import DEMO, ROOT, write_dataset
 from PIL import Image
 
 import jaxfair
+from jaxfair import keys as keylib
 from jaxfair.io import images as imlib
 from jaxfair.report import audit, dataset_report
 
@@ -183,9 +184,9 @@ def test_audit_counts_match_an_independent_draw(models, tmp_path):
     with open(os.path.join(out, "audit.txt")) as f:
         assert f.read() == result["table"] + "\n"
     assert saved["num"] == AUDIT_NUM and saved["truncation_psi"] == 1.0
-    # Batch b: z from the first half of split(fold_in(key(seed), b)), as unguided sampling.
-    key = jax.random.key(config.report.seed)
-    zs = [jax.random.normal(jax.random.split(jax.random.fold_in(key, b))[0],
+    # Batch b: z from the first half of split(labels(root(seed), b)), as unguided sampling.
+    root = keylib.root(config.report.seed)
+    zs = [jax.random.normal(jax.random.split(keylib.labels(root, b))[0],
                             (AUDIT_BATCH, G.config.z_dim)) for b in range(3)]
     probs = [C.predict(G(z, config.truncation_psi)) for z in zs]
     labels = {a.name: np.concatenate([np.argmax(np.asarray(p[a.name]), -1)

@@ -98,6 +98,10 @@ def test_autocorrelation_and_thinning():
     for t in range(1, 2000):  # AR(1) with rho 0.8
         x[t] = 0.8 * x[t - 1] + np.sqrt(1 - 0.64) * r.normal(size=(8, 3))
     assert chains.lag1_autocorrelation(x) == pytest.approx(0.8, abs=0.02)
+    assert chains.lag1_autocorrelation(x, 1.0) == pytest.approx(0.8, abs=0.02)
+    # chains that stay near their starts look fast by their own spread, not by the truth
+    near = x[:50] * 0.3
+    assert chains.lag1_autocorrelation(near, 1.0) > chains.lag1_autocorrelation(near)
     assert chains.thinning(0.8, 0.2, 100) == 8  # 0.8^8 = 0.17 <= 0.2 < 0.8^7
     assert chains.thinning(0.1, 0.2, 100) == 1
     assert chains.thinning(0.999, 0.2, 32) == 32

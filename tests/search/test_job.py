@@ -2,26 +2,26 @@
 
 import json
 import os
-import subprocess
 import sys
 
 import jax
 import numpy as np
 import pytest
+from cli_runs import run_all
 from demo_config import ROOT
 from demo_config import load as load_config
 
 import jaxfair
 from jaxfair.judge import attributes
-from jaxfair.search import job
+from jaxfair.search import builder, job, readout
 
 
-def config(gen, cls, **search):
+def config(gen, cls, threshold=0.4, **search):
     c = load_config()
-    c.generator, c.classifier = gen, cls
+    c.generator, c.classifier, c.threshold = gen, cls, threshold
     c.search.update(dict(population_size=8, num_searches=2, generations_per_chunk=2,
                          max_generations=5, num_accepted=6, archive_capacity=8,
-                         score_resolution=8, threshold=0.4, target="tone=dark"))
+                         score_resolution=8, target="tone=dark"))
     c.search.update(search)
     return c
 
@@ -50,7 +50,7 @@ def test_job_writes_accepted_latents_that_reclassify(tiny_dirs, tmp_path):
 
 def test_unreachable_target_reports_best_probabilities(tiny_dirs, tmp_path):
     c = config(*tiny_dirs, threshold=1.0, max_generations=3)
-    with pytest.raises(job.TargetNotReached, match=r"best target probability per attribute: "
+    with pytest.raises(readout.TargetNotReached, match=r"best target probability per attribute: "
                        r"tone 0\.\d+, hair 1\.000, glasses 1\.000"):
         job.run(c, str(tmp_path / "out"), "tone=dark", log=lambda s: None)
     assert not os.path.exists(tmp_path / "out")
@@ -64,18 +64,18 @@ def test_unreachable_target_reports_best_probabilities(tiny_dirs, tmp_path):
 def test_bad_search_settings(tiny_G, tiny_C, key, value, match):
     c = config("g", "c", **{key: value})
     with pytest.raises(ValueError, match=match):
-        job.build_engine(c, tiny_G, tiny_C)
+        builder.build(builder.Settings.from_config(c), tiny_G, tiny_C)
 
 
 def test_entry_point_bad_input_one_line_exit_2(tiny_dirs, tmp_path):
     g, c = tiny_dirs
     base = [sys.executable, "-m", "jaxfair.search", f"--config.generator={g}",
             f"--config.classifier={c}", f"--workdir={tmp_path / 'out'}"]
-    for args in (["--config.search.strategy=Nelder_Mead"], ["--target=tone=purple"],
-                 ["--target=eyes=blue"], ["--config.search.threshold=1.5"],
-                 ["--config.search.strategy=Open_ES", "--config.search.population_size=7"],
-                 ["--config.search.strategy=CMA_ES", "--config.search.space=wplus"]):
-        r = subprocess.run(base + args, cwd=ROOT, capture_output=True, text=True)
+    cases = (["--config.search.strategy=Nelder_Mead"], ["--target=tone=purple"],
+             ["--target=eyes=blue"], ["--config.threshold=1.5"],
+             ["--config.search.strategy=Open_ES", "--config.search.population_size=7"],
+             ["--config.search.strategy=CMA_ES", "--config.search.space=wplus"])
+    for args, r in zip(cases, run_all([base + args for args in cases], cwd=ROOT)):
         errors = [line for line in r.stderr.splitlines() if "error:" in line]
         assert r.returncode == 2 and len(errors) == 1 and "Traceback" not in r.stderr, \
             (args, r.stderr[-2000:])

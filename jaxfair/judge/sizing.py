@@ -1,0 +1,204 @@
+"""Memory-aware batch sizes: the compiled step's own memory analysis, not guesses.
+
+A batched step (the planner's stream step, the chains, the full-resolution render, audit
+and labelling batches) is compiled for a candidate batch size with abstract arguments
+(``jax.ShapeDtypeStruct``: nothing is allocated), and XLA's ``memory_analysis()`` says what
+one call needs: argument + output + temporary bytes (minus outputs aliased to arguments).
+``choose_batch`` returns the largest candidate whose step fits a byte budget.
+
+Backends that return no memory analysis fall back to the cost analysis's
+``bytes accessed``, an upper bound of the live bytes (every byte read or written is counted
+once, live or not); ``StepMemory.source`` says which one was used.
+
+The default budget is a fraction (``DEFAULT_FRACTION``) of the device's memory
+(``memory_stats()['bytes_limit']`` on GPU/TPU) or, on CPU, of the host's available RAM
+(``MemAvailable`` in /proc/meminfo): other processes and the host-side buffers (images
+waiting to be encoded and written) need the rest.
+
+Example (the planner's stream step, jaxfair.sampling.stream):
+
+  def factory(b):
+      step = stream.make_stream_step(judge, b)
+      return step, (abstract(G.state), abstract(C.state), abstract_key(), targets)
+
+  batch, mem = choose_batch(factory, budget_bytes(), candidates=(8, 16, 32, 64, 128, 256),
+                            name="stream")
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+
+DEFAULT_FRACTION = 0.5
+DEFAULT_CANDIDATES = tuple(2 ** i for i in range(11))  # 1 .. 1024
+GIB = 1024 ** 3
+
+
+class BudgetError(ValueError):
+    """Not even the smallest candidate batch of a step fits the memory budget."""
+
+
+@dataclasses.dataclass(frozen=True)
+class StepMemory:
+    """Compiled memory of one call of a step at one batch size (bytes).
+
+    Attributes:
+      batch: the batch size compiled.
+      argument, output, temp: XLA's argument / output / temporary buffer sizes; with
+        source 'cost_analysis' argument = output = 0 and temp = bytes accessed.
+      alias: output bytes that reuse argument buffers (not counted twice).
+      source: 'memory_analysis' or 'cost_analysis' (the fallback, an upper bound).
+    """
+
+    batch: int
+    argument: int
+    output: int
+    temp: int
+    alias: int
+    source: str
+
+    @property
+    def total(self) -> int:
+        return self.argument + self.output + self.temp - self.alias
+
+
+def abstract(tree: Any) -> Any:
+    """Every array leaf of ``tree`` as a ``jax.ShapeDtypeStruct`` (nothing allocated)."""
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), tree)
+
+
+def compiled_memory(fn: Callable, args: Sequence[Any], batch: int = 0) -> StepMemory:
+    """Compiles ``fn`` (a ``jax.jit`` function, or any function: it is jitted) for ``args``
+    (arrays or ``jax.ShapeDtypeStruct`` leaves) and reads the compiled memory.
+
+    Args:
+      fn: the step.
+      args: positional arguments (pytrees) of one call.
+      batch: recorded in the result.
+    """
+    jitted = fn if hasattr(fn, "lower") else jax.jit(fn)
+    compiled = jitted.lower(*args).compile()
+    mem = compiled.memory_analysis()
+    if mem is not None:
+        return StepMemory(batch, int(mem.argument_size_in_bytes),
+                          int(mem.output_size_in_bytes), int(mem.temp_size_in_bytes),
+                          int(mem.alias_size_in_bytes), "memory_analysis")
+    cost = compiled.cost_analysis()
+    if isinstance(cost, list):  # older jax: one dict per computation
+        cost = cost[0] if cost else {}
+    accessed = int((cost or {}).get("bytes accessed", 0))
+    if accessed <= 0:
+        raise RuntimeError("the backend reports neither memory_analysis() nor cost_analysis() "
+                           "bytes accessed: pass explicit batch sizes")
+    return StepMemory(batch, 0, 0, accessed, 0, "cost_analysis")
+
+
+def choose_batch(step_factory: Callable[[int], tuple[Callable, Sequence[Any]]],
+                 budget_bytes: int, candidates: Sequence[int] = DEFAULT_CANDIDATES,
+                 name: str = "step") -> tuple[int, StepMemory]:
+    """The largest candidate batch whose compiled step fits ``budget_bytes``.
+
+    Memory grows with the batch, so the candidates are bisected: the largest is compiled
+    first (one compile when it fits, the common case), then about log2(len(candidates))
+    more.
+
+    Args:
+      step_factory: ``batch -> (fn, args)``: the step compiled for that batch and example
+        arguments of one call (``jax.ShapeDtypeStruct`` leaves: see ``abstract``).
+      budget_bytes: the most one call may need.
+      candidates: batch sizes to choose from (any order, positive).
+      name: the step's name in the error message.
+
+    Returns:
+      (batch, its StepMemory).
+
+    Raises:
+      BudgetError: the smallest candidate needs more than the budget.
+    """
+    cands = sorted(set(int(c) for c in candidates))
+    if not cands or cands[0] < 1:
+        raise ValueError(f"candidates must be positive batch sizes, got {candidates}")
+
+    def measure(b: int) -> StepMemory:
+        fn, args = step_factory(b)
+        return compiled_memory(fn, args, b)
+
+    top = measure(cands[-1])
+    if top.total <= budget_bytes:
+        return cands[-1], top
+    lo, hi, best, smallest = 0, len(cands) - 2, None, top  # cands[hi + 1:] do not fit
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        m = measure(cands[mid])
+        if m.total <= budget_bytes:
+            best, lo = m, mid + 1
+        else:
+            hi = mid - 1
+            if mid == 0:
+                smallest = m
+    if best is None:
+        raise BudgetError(
+            f"step '{name}' needs {smallest.total:,} bytes ({smallest.total / GIB:.2f} GiB) "
+            f"at its smallest batch {cands[0]}, over the memory budget of {budget_bytes:,} "
+            f"bytes ({budget_bytes / GIB:.2f} GiB); raise --config.memory_budget_gb or use "
+            f"a smaller model")
+    return best.batch, best
+
+
+def host_available_bytes(meminfo: str = "/proc/meminfo") -> int | None:
+    """MemAvailable of the host in bytes, or None where /proc/meminfo has none."""
+    try:
+        with open(meminfo) as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024  # the file says kB (KiB)
+    except OSError:
+        return None
+    return None
+
+
+def budget_bytes(memory_budget_gb: float = 0.0, fraction: float = DEFAULT_FRACTION,
+                 device: jax.Device | None = None) -> tuple[int, str]:
+    """The memory budget of one step and how it was chosen.
+
+    Args:
+      memory_budget_gb: > 0: exactly this many GiB (``--config.memory_budget_gb``).
+      fraction: otherwise this fraction of the device's memory limit, or on CPU (no
+        ``bytes_limit``) of the host's available RAM.
+      device: default ``jax.devices()[0]``.
+
+    Returns:
+      (bytes, a phrase for logs, e.g. '0.5 x 23.1 GiB available host RAM').
+    """
+    if memory_budget_gb > 0:
+        return int(memory_budget_gb * GIB), f"--config.memory_budget_gb={memory_budget_gb:g}"
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    device = device or jax.devices()[0]
+    stats = None
+    try:
+        stats = device.memory_stats()
+    except Exception:  # backends without allocator statistics raise (or return None)
+        stats = None
+    if stats and stats.get("bytes_limit"):
+        limit = int(stats["bytes_limit"])
+        return int(fraction * limit), (f"{fraction:g} x {limit / GIB:.1f} GiB of "
+                                       f"{device.platform}:{device.id} memory")
+    avail = host_available_bytes()
+    if avail is None:
+        raise ValueError("cannot tell the host's available memory (no MemAvailable in "
+                         "/proc/meminfo): set --config.memory_budget_gb")
+    return int(fraction * avail), f"{fraction:g} x {avail / GIB:.1f} GiB available host RAM"
+
+
+def describe(mem: StepMemory) -> str:
+    """'1.23 GiB (args 0.12, out 0.01, temp 1.10)' for logs and the dry run."""
+    if mem.source == "cost_analysis":
+        return f"<= {mem.total / GIB:.2f} GiB (bytes accessed: no memory analysis here)"
+    return (f"{mem.total / GIB:.2f} GiB (arguments {mem.argument / GIB:.2f}, outputs "
+            f"{mem.output / GIB:.2f}, temporaries {mem.temp / GIB:.2f})")
+

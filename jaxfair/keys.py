@@ -1,0 +1,75 @@
+"""Named PRNG streams: every command derives its keys from ``root(seed)`` the same way.
+
+The same seed therefore gives the same prior statistics in every command, and the searches
+of ``python -m jaxfair.search`` are those of the bulk job's unit 0. Each stream is
+``fold_in(root, STREAM)``; per-item keys fold the item index in once more:
+
+  prior(root)             the prior's statistics (``search.spaces.estimate_prior``)
+  unit(root, i)           work unit i: its searches (split per search) or its draw batches
+  variations(root, i)     unit i's variation candidates
+  labels(root, b)         batch b of labelled prior samples (directions, audit): z and
+                          noise from ``split(labels(root, b))``
+  draws(root, g, b)       batch b of the distribution method's draws of group g
+  starts(root, g)         the lab's search starts drawn from group g's mixture
+  models(root)            random-weight stand-in models (benchmark presets)
+  planner(root)           the planner: its shared stream (batch b: fold_in(fold_in(., 0), b))
+                          and its chains (round r: fold_in(fold_in(., 1), r))
+
+Model fits (``python -m jaxfair.demo.train``, ``python -m jaxfair.sample fit``) are training
+runs with their own seed (``distribution.seed``): they split it into their own streams.
+
+Example:
+  root = keys.root(config.seed)
+  prior = spaces.estimate_prior(G, keys.prior(root))
+  search_keys = jax.random.split(keys.unit(root, unit_id), searches_per_unit)
+"""
+
+from __future__ import annotations
+
+import jax
+
+# fold_in data of the streams under the root key (fixed: datasets depend on them).
+PRIOR, UNITS, VARIATIONS, MODELS, DRAWS, STARTS, PLANNER = 0, 1, 2, 3, 4, 5, 6
+LABELS = 1000  # batch b is fold_in(root, LABELS + b)
+
+
+def root(seed: int) -> jax.Array:
+    """The root key of a command run with ``seed``."""
+    return jax.random.key(seed)
+
+
+def prior(root: jax.Array) -> jax.Array:
+    return jax.random.fold_in(root, PRIOR)
+
+
+def units(root: jax.Array) -> jax.Array:
+    """The root of the unit streams (``unit(root, i) == fold_in(units(root), i)``)."""
+    return jax.random.fold_in(root, UNITS)
+
+
+def unit(root: jax.Array, i) -> jax.Array:
+    return jax.random.fold_in(units(root), i)
+
+
+def variations(root: jax.Array, i) -> jax.Array:
+    return jax.random.fold_in(jax.random.fold_in(root, VARIATIONS), i)
+
+
+def labels(root: jax.Array, b) -> jax.Array:
+    return jax.random.fold_in(root, LABELS + b)
+
+
+def draws(root: jax.Array, g, b) -> jax.Array:
+    return jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(root, DRAWS), g), b)
+
+
+def starts(root: jax.Array, g) -> jax.Array:
+    return jax.random.fold_in(jax.random.fold_in(root, STARTS), g)
+
+
+def models(root: jax.Array) -> jax.Array:
+    return jax.random.fold_in(root, MODELS)
+
+
+def planner(root: jax.Array) -> jax.Array:
+    return jax.random.fold_in(root, PLANNER)
