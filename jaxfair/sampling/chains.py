@@ -64,31 +64,72 @@ def is_free_move(t, period):
     return t % period == period - 1
 
 
+def independence_propose(key: jax.Array, z: jax.Array, q: jax.Array, mu: jax.Array,
+                         chol: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """A fresh draw of each chain's constrained coordinates c = Q^T z from a fitted Gaussian
+    q(c) = N(mu, L L^T), the rest of z kept; with its Metropolis-Hastings log ratio for the
+    prior N(0, I): log p(c') - log p(c) + log q(c) - log q(c').
+
+    Columns of Q that are zero (a span narrower than k) must have mu 0 and L's diagonal 1
+    there: p and q then agree on them and they cancel.
+
+    Args:
+      key: PRNG key.
+      z: [C, D] current states.
+      q: [C, D, k] orthonormal (or zero) columns.
+      mu: [C, k]; chol: [C, k, k] lower-triangular.
+
+    Returns:
+      (proposals [C, D], log ratios [C]).
+    """
+    c = jnp.einsum("cdk,cd->ck", q, z)
+    eps = jax.random.normal(key, mu.shape, mu.dtype)
+    c_new = mu + jnp.einsum("ckj,cj->ck", chol, eps)
+
+    def log_q(x):
+        r = jax.vmap(lambda L, v: jax.scipy.linalg.solve_triangular(L, v, lower=True))(
+            chol, x - mu)
+        return -0.5 * jnp.sum(r * r, axis=-1)
+
+    def log_p(x):
+        return -0.5 * jnp.sum(x * x, axis=-1)
+
+    prop = z + jnp.einsum("cdk,ck->cd", q, c_new - c)
+    return prop, log_p(c_new) - log_p(c) + log_q(c) - log_q(c_new)
+
+
 def make_chain_run(accepts: Callable, steps: int):
-    """Jitted ``(g_state, c_state, key, targets [C], q [C, D, k], b_c [C], b_f [C],
-    period [C], z [C, D]) -> (z [C, D], history [T, C, D], moved [T, C] bool)``: T steps of
-    every chain.
+    """Jitted ``(g_state, c_state, key, targets [C], q [C, D, k], mu [C, k], chol [C, k, k],
+    b_f [C], period [C], z [C, D]) -> (z [C, D], history [T, C, D], moved [T, C] bool)``: T
+    steps of every chain.
 
     ``accepts(g_state, c_state, z [C, D], targets) -> [C] bool`` is the group test of each
     chain's proposal (``Judge.accepts``; any pure indicator in tests). Each step moves in
-    one subspace only, the constrained span (step ``b_c``) or its complement (``b_f``, the
-    steps where ``is_free_move``): each kernel leaves the target invariant, so any
-    schedule of them does, and each has its own acceptance rate to adapt its step size to.
-    Where the span is right, free moves are almost always accepted with a step of 1 (a
-    fresh draw of every unconstrained coordinate), so a chain needs few of them and spends
-    most of its evaluations where the group constrains it (``period``, chosen from the
-    measured autocorrelations, planner.py).
+    one subspace only. In the constrained span (a few directions) the constrained
+    coordinates are drawn afresh from a Gaussian fitted to the group's faces there
+    (``independence_propose``), kept by the Metropolis-Hastings test against the prior and
+    the group test; in its complement (the steps where ``is_free_move``) a
+    preconditioned Crank-Nicolson move of step ``b_f`` (``pcn_propose``), which keeps the
+    prior, so the group test alone decides. Each kernel leaves the target invariant, so any
+    schedule of them does. Where the span is right, free moves are almost always accepted
+    with a step of 1 (a fresh draw of every unconstrained coordinate), and where the fit is
+    good, constrained moves are independent draws: either way the chain forgets its start
+    in a few steps (``period`` and thinning from the measured autocorrelations,
+    planner.py).
     """
 
     @jax.jit
-    def run(g_state, c_state, key, targets, q, b_c, b_f, period, z):
-        zero = jnp.zeros_like(b_c)
+    def run(g_state, c_state, key, targets, q, mu, chol, b_f, period, z):
+        zero = jnp.zeros_like(b_f)
 
         def body(z, t):
             free = is_free_move(t, period)
-            prop = pcn_propose(jax.random.fold_in(key, t), z, q, jnp.where(free, zero, b_c),
-                               jnp.where(free, b_f, zero))
-            ok = accepts(g_state, c_state, prop, targets)
+            k_move, k_mh = jax.random.split(jax.random.fold_in(key, t))
+            free_prop = pcn_propose(k_move, z, q, zero, b_f)
+            span_prop, log_ratio = independence_propose(k_move, z, q, mu, chol)
+            prop = jnp.where(free[:, None], free_prop, span_prop)
+            mh = free | (jnp.log(jax.random.uniform(k_mh, free.shape)) < log_ratio)
+            ok = accepts(g_state, c_state, prop, targets) & mh
             z = jnp.where(ok[:, None], prop, z)
             return z, (z, ok)
 
@@ -96,6 +137,24 @@ def make_chain_run(accepts: Callable, steps: int):
         return z, hist, moved
 
     return run
+
+
+def fit_span(c: np.ndarray, k: int, k_eff: int, inflate: float = 1.5
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """(mu [k], chol [k, k]) of the proposal of a group's constrained coordinates, from its
+    faces' coordinates c [n, k]: their mean and covariance (+0.01 I), widened by ``inflate``
+    (a proposal a little wider than the target keeps the independence sampler from sticking
+    in the target's tails). Columns beyond ``k_eff`` (zero span columns) get N(0, 1), the
+    prior's, so they cancel in the ratio."""
+    mu, chol = np.zeros(k), np.eye(k)
+    if len(c) == 0 or k_eff == 0:
+        return mu.astype(np.float32), chol.astype(np.float32)
+    x = np.asarray(c, np.float64)[:, :k_eff]
+    mu[:k_eff] = x.mean(axis=0)
+    cov = np.cov(x.T).reshape(k_eff, k_eff) if len(x) > 1 else np.eye(k_eff) * 0.25
+    cov = cov + 0.01 * np.eye(k_eff)
+    chol[:k_eff, :k_eff] = np.linalg.cholesky(cov) * inflate
+    return mu.astype(np.float32), chol.astype(np.float32)
 
 
 def schedule(rho_in: float, rho_out: float, free_fraction: float, rho_max: float,

@@ -55,7 +55,7 @@ class Settings:
       rho_max: largest correlation allowed between consecutive kept states of a chain.
       max_thin: cap on the thinning interval (steps).
       target_acceptance: the chains' step size adapts towards this acceptance rate.
-      beta_init: initial step size of both moves (constrained span, complement), in (0, 1].
+      beta_init: initial step of the free (complement) moves, in (0, 1].
       chain_cost_guess: evaluations per chain identity assumed before any chain ran.
       max_evaluations: budget of the whole search (stream + chains).
       identity_radius: rms W distance (w_std units) at or below which two faces are one.
@@ -194,7 +194,7 @@ class Planner:
             "round": 0, "stream_batches_done": 0, "stream_evaluations": 0,
             "chain_evaluations": 0,
             "stream_hits": np.zeros(G, np.int64),
-            "chain_mode": np.zeros(G, bool), "beta": np.full((G, 2), self.s.beta_init),
+            "chain_mode": np.zeros(G, bool), "free_step": np.full(G, self.s.beta_init),
             "thin": np.ones(G, np.int64), "period": np.full(G, 2, np.int64),
             "chain_group_evals": np.zeros(G, np.int64),
             "chain_kept": np.zeros(G, np.int64), "rho": np.zeros((G, 2)),
@@ -227,10 +227,10 @@ class Planner:
         if len(z) == 0 or room <= 0:
             return
         w = np.asarray(self._map(self.G.state, jnp.asarray(z)))
-        keep = identity.first_distinct(identity.to_prior_units(w, 0.0, self.w_std),
-                                       self.s.identity_radius,
-                                       identity.to_prior_units(s[f"pool_w_{g}"], 0.0,
-                                                               self.w_std), limit=room)
+        pool = s[f"pool_w_{g}"]
+        keep = identity.first_distinct(
+            identity.to_prior_units(w, 0.0, self.w_std), self.s.identity_radius,
+            identity.to_prior_units(pool, 0.0, self.w_std) if len(pool) else None, limit=room)
         s[f"pool_z_{g}"] = np.concatenate([s[f"pool_z_{g}"], z[keep]])
         s[f"pool_w_{g}"] = np.concatenate([s[f"pool_w_{g}"], w[keep]])
         s[f"pool_src_{g}"] = np.concatenate([s[f"pool_src_{g}"], np.full(keep.sum(), src)])
@@ -294,6 +294,12 @@ class Planner:
         q[:, :basis.shape[1]] = basis
         return q
 
+    def _span_fit(self, s: dict, g: int) -> tuple[np.ndarray, np.ndarray]:
+        """Proposal (mu [k], chol [k, k]) of group g's constrained coordinates."""
+        q = s["q"][g]
+        k_eff = int(np.sum(np.linalg.norm(q, axis=0) > 0))
+        return chain_lib.fit_span(s[f"pool_z_{g}"] @ q, self.k, k_eff)
+
     def _chain_round(self, s: dict) -> None:
         counts = self.counts(s)
         need = self.s.quota - counts
@@ -323,10 +329,15 @@ class Planner:
         g_of = np.where(live, slots[:width], slots[0])
         z0 = np.where(live[:, None], s["chain_z"][:width], s["chain_z"][0])
         targets = attributes.stack_targets([self.targets_list[g] for g in g_of])
-        beta = jnp.asarray(s["beta"][g_of], jnp.float32)
+        # Each group's constrained coordinates are proposed from a Gaussian fitted to its
+        # faces so far (refitted every round; exactness never depends on the fit).
+        fits = {g: self._span_fit(s, g) for g in np.unique(g_of)}
+        mu = np.stack([fits[g][0] for g in g_of])
+        chol = np.stack([fits[g][1] for g in g_of])
         z, hist, moved = jax.device_get(self.chain_run(
             self.G.state, self.C.state, jax.random.fold_in(self.chain_root, s["round"]),
-            targets, jnp.asarray(s["q"][g_of]), beta[:, 0], beta[:, 1],
+            targets, jnp.asarray(s["q"][g_of]), jnp.asarray(mu), jnp.asarray(chol),
+            jnp.asarray(s["free_step"][g_of], jnp.float32),
             jnp.asarray(s["period"][g_of], jnp.int32), jnp.asarray(z0)))
         s["chain_z"][:width] = np.where(live[:, None], z, s["chain_z"][:width])
         s["chain_evaluations"] += hist.shape[0] * hist.shape[1]
@@ -334,19 +345,20 @@ class Planner:
             mine = np.nonzero(slots == g)[0]
             free = np.asarray(chain_lib.is_free_move(np.arange(hist.shape[0]),
                                                      s["period"][g]))
-            # Robbins-Monro on log step size, each move kind towards the target rate.
-            for kind, steps in ((0, ~free), (1, free)):
-                acc = float(moved[steps][:, mine].mean())
-                s["beta"][g, kind] = float(np.clip(s["beta"][g, kind] * math.exp(
-                    2.0 * (acc - self.s.target_acceptance)), 0.01, 1.0))
+            # Robbins-Monro on the free moves' log step size, towards the target rate.
+            acc = float(moved[free][:, mine].mean()) if free.any() else self.s.target_acceptance
+            s["free_step"][g] = float(np.clip(s["free_step"][g] * math.exp(
+                2.0 * (acc - self.s.target_acceptance)), 0.01, 1.0))
             q = s["q"][g]
             h = hist[:, mine].astype(np.float64)
             inside = h @ q.astype(np.float64)  # [T, c, k] constrained coordinates
             outside = h - inside @ q.T.astype(np.float64)
             # Stationary variances from outside the chains: the prior's 1 off the span, the
-            # group's exact stream draws on it (pooled chain history when too few).
-            drawn = s[f"pool_z_{g}"][s[f"pool_src_{g}"] == 0] @ q.astype(np.float64)
-            var_in = float(np.mean(np.var(drawn, axis=0))) if len(drawn) >= 8 else None
+            # group's exact stream draws on it (all its faces when those are too few).
+            src = s[f"pool_src_{g}"]
+            faces = s[f"pool_z_{g}"][src == 0] if np.sum(src == 0) >= 8 else s[f"pool_z_{g}"]
+            drawn = faces @ q.astype(np.float64)
+            var_in = float(np.mean(np.var(drawn, axis=0))) if len(drawn) >= 2 else None
             # Off the span the prior's variance is 1 per direction: (D - k) / D per
             # coordinate of the projection.
             k_eff = float(np.sum(np.linalg.norm(q, axis=0) > 0))
@@ -390,7 +402,7 @@ class Planner:
                 f"(stream {s['stream_evaluations']}, chains {s['chain_evaluations']}); "
                 f"identities {int(counts.sum())}/{self.s.quota * len(counts)}; chains for "
                 + (", ".join(f"{self.groups[g]} (thin {s['thin'][g]}, period {s['period'][g]}, "
-                             f"steps {s['beta'][g, 0]:.2f}/{s['beta'][g, 1]:.2f})"
+                             f"free step {s['free_step'][g]:.2f})"
                              for g in np.nonzero(s['chain_mode'])[0]) or "none"))
 
 

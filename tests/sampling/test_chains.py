@@ -39,16 +39,23 @@ def _exact_group_samples(n, seed):
     return z[(z[:, 0] > 1.0) & (z[:, 1] < 0.0)][:n].astype(np.float32)
 
 
-@pytest.fixture(scope="module")
-def toy_chain_states():
-    c, steps = 64, 240
+def _run(propose_patch=None, c=64, steps=240, seed=0, fit=True):
     run = chains.make_chain_run(_toy_accepts, steps)
     q = np.eye(D, 2, dtype=np.float32)
-    z0 = _exact_group_samples(c, 0)
+    z0 = _exact_group_samples(c, seed)
+    if fit:  # the planner's fit: from the group's faces (here the starts)
+        mu, chol = chains.fit_span(z0 @ q, 2, 2)
+    else:  # a poor (too wide, off-centre) fit: still exact, accepted less often
+        mu, chol = np.zeros(2, np.float32), np.eye(2, dtype=np.float32) * 2.0
     _, hist, moved = run(None, None, jax.random.key(3), None, jnp.broadcast_to(q, (c, D, 2)),
-                         jnp.full(c, 0.6), jnp.full(c, 1.0), jnp.full(c, 3),
-                         jnp.asarray(z0))
+                         jnp.broadcast_to(mu, (c, 2)), jnp.broadcast_to(chol, (c, 2, 2)),
+                         jnp.full(c, 1.0), jnp.full(c, 3), jnp.asarray(z0))
     return np.asarray(hist), np.asarray(moved)
+
+
+@pytest.fixture(scope="module")
+def toy_chain_states():
+    return _run()
 
 
 def test_chain_states_are_draws_of_the_restricted_prior(toy_chain_states):
@@ -56,13 +63,22 @@ def test_chain_states_are_draws_of_the_restricted_prior(toy_chain_states):
     assert _toy_accepts(None, None, hist.reshape(-1, D), None).all()  # never leaves the group
     free = np.asarray(chains.is_free_move(np.arange(len(moved)), 3))
     assert free.mean() == pytest.approx(1 / 3, abs=0.01)
-    assert 0.1 < moved[~free].mean() < 0.9 and moved[free].mean() > 0.95
+    # a fitted independence proposal in the span is accepted often; free moves almost always
+    assert 0.3 < moved[~free].mean() < 1.0 and moved[free].mean() > 0.95
     x = hist[::12].reshape(-1, D)  # 20 x 64 thinned states
     # constrained coordinates: truncated normals; free ones: standard normals
     assert stats.kstest(x[:, 0], stats.truncnorm(1.0, np.inf).cdf).statistic < 0.05
     assert stats.kstest(x[:, 1], stats.truncnorm(-np.inf, 0.0).cdf).statistic < 0.05
     for i in range(2, D):
         assert stats.kstest(x[:, i], "norm").statistic < 0.05
+
+
+def test_a_poor_span_fit_is_slower_but_still_exact():
+    hist, moved = _run(fit=False)
+    free = np.asarray(chains.is_free_move(np.arange(len(moved)), 3))
+    x = hist[::12].reshape(-1, D)
+    assert stats.kstest(x[:, 0], stats.truncnorm(1.0, np.inf).cdf).statistic < 0.06
+    assert moved[~free].mean() < _run()[1][~free].mean()
 
 
 def test_a_proposal_that_ignores_the_prior_is_caught(monkeypatch):
@@ -73,13 +89,24 @@ def test_a_proposal_that_ignores_the_prior_is_caught(monkeypatch):
         return z + b_f[:, None] * jax.random.normal(key, z.shape)
 
     monkeypatch.setattr(chains, "pcn_propose", walk)
-    c = 64
-    run = chains.make_chain_run(_toy_accepts, 240)
-    _, hist, _ = run(None, None, jax.random.key(3), None, jnp.zeros((c, D, 2)),
-                     jnp.full(c, 0.6), jnp.full(c, 1.0), jnp.full(c, 3),
-                     jnp.asarray(_exact_group_samples(c, 0)))
-    x = np.asarray(hist)[::12].reshape(-1, D)
+    hist, _ = _run()
+    x = hist[::12].reshape(-1, D)
     assert max(stats.kstest(x[:, i], "norm").statistic for i in range(2, D)) > 0.1
+
+
+def test_independence_ratio_is_the_prior_over_the_proposal():
+    z = jnp.asarray(np.random.default_rng(0).normal(size=(3, D)), jnp.float32)
+    q = jnp.broadcast_to(jnp.eye(D, 2), (3, D, 2))
+    mu, chol = jnp.full((3, 2), 0.5), jnp.broadcast_to(jnp.eye(2) * 0.7, (3, 2, 2))
+    prop, ratio = chains.independence_propose(jax.random.key(0), z, q, mu, chol)
+    np.testing.assert_allclose(np.asarray(prop)[:, 2:], np.asarray(z)[:, 2:])  # free kept
+
+    def log_n(x, m, s):
+        return np.sum(-0.5 * ((x - m) / s) ** 2, axis=-1)
+
+    c, c2 = np.asarray(z)[:, :2], np.asarray(prop)[:, :2]
+    want = log_n(c2, 0, 1) - log_n(c, 0, 1) + log_n(c, 0.5, 0.7) - log_n(c2, 0.5, 0.7)
+    np.testing.assert_allclose(np.asarray(ratio), want, rtol=1e-4, atol=1e-4)
 
 
 def test_directions_recover_a_planted_direction():
