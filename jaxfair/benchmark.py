@@ -23,6 +23,7 @@ the generator against NVIDIA's implementation, interleaved in one process (jaxfa
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 
@@ -109,6 +110,12 @@ def peer_main() -> None:
 
 
 def main(config):
+    # Before anything loads: chunks divide the batch-1 time and average every row.
+    if _CHUNKS.value < 1:
+        cli.fail("jaxfair.benchmark", f"--chunks must be >= 1, got {_CHUNKS.value}")
+    if not (math.isfinite(_BATCH1_SECONDS.value) and _BATCH1_SECONDS.value > 0):
+        cli.fail("jaxfair.benchmark", f"--batch1_seconds must be > 0, got "
+                                      f"{_BATCH1_SECONDS.value}")
     if _PEER.value:
         return peer_main()
     if _JOBS.value:

@@ -7,11 +7,14 @@ the reader and the run's header use.
       latents.npy                  LATENTS: [n, w_dim] (or W+ [n, num_ws, w_dim])
       z.npy                        Z: [n, z_dim], search space z only
       <id>.png | <id>.jpg          the images (none with image_format 'none')
-      DONE                         written last: {"unit": u, "records": n, counts...}
+      DONE                         written last: {"unit": u, "records": n, "files":
+                                   {name: {"size", "sha256"}}, counts...} (verify.py)
   DIR/shards/.tmp-NNNNN/           a shard being written (renamed into place when DONE)
   DIR/planner.npz                  PLANNER_STATE: the planner's state after its last round
   DIR/manifest.json                MANIFEST: counts per group, excluded records
   DIR/imagefolder/<slug(group)>/<identity>/<variation>.<ext>   IMAGEFOLDER (optional)
+  DIR/.lock                        LOCK: flocked by the running job (dataset/lock.py)
+  any name holding ``.tmp-``       TMP: a temporary of a job; removed on resume (verify.py)
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ LATENTS = "latents.npy"
 Z = "z.npy"
 IMAGEFOLDER = "imagefolder"
 PLANNER_STATE = "planner.npz"
+LOCK = ".lock"
+TMP = ".tmp-"
 
 # Keys a reader needs in plan.json and in every record.
 PLAN_KEYS = ("method", "attributes", "schema", "groups", "variations", "image_format",

@@ -21,6 +21,7 @@ from jaxfair.dataset.format import (
     DONE,
     IMAGEFOLDER,
     LATENTS,
+    LOCK,
     MANIFEST,
     PLAN,
     PLANNER_STATE,
@@ -84,8 +85,16 @@ def prepare(workdir: str, header: dict, overwrite: bool) -> None:
     """
     path = os.path.join(workdir, PLAN)
     if os.path.exists(path):
-        with open(path) as f:
-            old = json.load(f)
+        try:
+            with open(path, "rb") as f:
+                old = json.loads(f.read())
+            if not isinstance(old, dict):
+                raise ValueError("not a JSON object")
+        except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
+            if not overwrite:
+                raise PlanMismatch(f"{path}: unreadable ({e}); rerun with --overwrite to "
+                                   f"replace the dataset, or choose another --workdir") from None
+            old = {}
         diff = _diff({k: v for k, v in old.items() if k != "jaxfair_version"},
                      {k: v for k, v in header.items() if k != "jaxfair_version"})
         if diff is None:
@@ -100,7 +109,7 @@ def prepare(workdir: str, header: dict, overwrite: bool) -> None:
                 shutil.rmtree(p)
             elif os.path.exists(p):
                 os.remove(p)
-    elif os.path.isdir(workdir) and os.listdir(workdir) and not overwrite:
+    elif os.path.isdir(workdir) and set(os.listdir(workdir)) - {LOCK} and not overwrite:
         raise PlanMismatch(f"{workdir} exists, is not empty and holds no jaxfair dataset "
                            f"({PLAN} missing); choose another --workdir")
     os.makedirs(workdir, exist_ok=True)
@@ -162,7 +171,7 @@ def summarise(workdir: str, header: dict, plan, excluded: set[str],
         records, _ = read_unit(workdir, unit.id)
         with open(os.path.join(shard_dir(workdir, unit.id), DONE)) as f:
             for k, v in json.load(f).items():
-                if k not in ("unit", "records"):
+                if k not in ("unit", "records", "files"):  # files: verify.py's checksums
                     stats[k] = stats.get(k, 0) + v
         for r in records:
             if r["identity"] in excluded:

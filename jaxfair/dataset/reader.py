@@ -6,7 +6,8 @@ Layout (written by ``python -m jaxfair.generate``; see the README):
   DIR/shards/NNNNN/records.jsonl  one JSON object per image, in latent_row order
   DIR/shards/NNNNN/latents.npy  [n, w_dim] (w) or [n, num_ws, w_dim] (wplus)
   DIR/shards/NNNNN/<file>       the images (png/jpg), unless image_format is 'none'
-  DIR/shards/NNNNN/DONE         written last: {"unit": u, "records": n}
+  DIR/shards/NNNNN/DONE         written last: {"unit": u, "records": n, "files":
+                                {name: {"size": bytes, "sha256": hex}}} (checked on open)
   DIR/manifest.json             written at the end (absent while the run is partial)
 
 Only shards with a DONE marker count (others are being written, or will be redone);
@@ -29,6 +30,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
+from jaxfair.dataset import verify
 from jaxfair.dataset.format import (
     DONE,
     FORMAT,
@@ -222,6 +224,11 @@ def _finished_shards(path: str) -> list[Shard]:
         if done.get("unit") != int(name) or not isinstance(done.get("records"), int):
             raise DatasetError(f"{shard_dir}/{DONE}: expected {{\"unit\": {int(name)}, "
                                f"\"records\": n}}, got {done}")
+        # Sizes only (one stat per file): checksums are the resuming run's job (verify.py).
+        bad = verify.size_damage(shard_dir, done)
+        if bad:
+            raise DatasetError(f"{bad}; rerun python -m jaxfair.generate on {path} to "
+                               f"recompute the shard")
         shards.append(Shard(int(name), shard_dir, done["records"]))
     return sorted(shards, key=lambda s: s.unit)
 

@@ -16,6 +16,7 @@ of the group's classes} for the constrained attributes, unit, seed, search.
 from __future__ import annotations
 
 import concurrent.futures
+import io
 import json
 import os
 import shutil
@@ -23,6 +24,7 @@ import threading
 
 import numpy as np
 
+from jaxfair.dataset import verify
 from jaxfair.dataset.format import DONE, LATENTS, RECORDS, SHARDS, Z, shard_dir
 from jaxfair.io import images as imlib
 from jaxfair.pipeline.worker import UnitOutput
@@ -57,27 +59,38 @@ def _fsync_write(path: str, data: bytes) -> None:
         os.fsync(f.fileno())
 
 
+def _npy(a: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, a)
+    return buf.getvalue()
+
+
 def write_shard(workdir: str, out: UnitOutput, image_format: str, latent_dtype: str) -> int:
-    """Writes one unit's shard atomically; returns the number of images."""
+    """Writes one unit's shard atomically; returns the number of images. DONE records each
+    file's size and sha256 (verify.py checks them on resume)."""
     final = shard_dir(workdir, out.unit.id)
     tmp = os.path.join(workdir, SHARDS, f".tmp-{out.unit.id:05d}")
     if os.path.isdir(tmp):
         shutil.rmtree(tmp)
     os.makedirs(tmp)
+    files = {}
+
+    def put(name: str, data: bytes) -> None:
+        _fsync_write(os.path.join(tmp, name), data)
+        files[name] = verify.describe(data)
+
     lines = []
     for rec, img in zip(out.records, out.images):
         rec = dict(rec)
         if image_format != "none":
             rec["file"] = f"{rec['id']}.{image_format}"
-            _fsync_write(os.path.join(tmp, rec["file"]), imlib.encode(img, image_format))
+            put(rec["file"], imlib.encode(img, image_format))
         lines.append(json.dumps(rec, sort_keys=True))
-    _fsync_write(os.path.join(tmp, RECORDS), ("\n".join(lines) + "\n").encode())
-    with open(os.path.join(tmp, LATENTS), "wb") as f:
-        np.save(f, out.latents.astype(latent_dtype))
+    put(RECORDS, ("\n".join(lines) + "\n").encode())
+    put(LATENTS, _npy(out.latents.astype(latent_dtype)))
     if out.z is not None:
-        with open(os.path.join(tmp, Z), "wb") as f:
-            np.save(f, out.z.astype(np.float32))
-    done = {"unit": out.unit.id, "records": len(out.records), **out.stats}
+        put(Z, _npy(out.z.astype(np.float32)))
+    done = {"unit": out.unit.id, "records": len(out.records), "files": files, **out.stats}
     _fsync_write(os.path.join(tmp, DONE), json.dumps(done, sort_keys=True).encode())
     os.replace(tmp, final)
     return len(out.records)

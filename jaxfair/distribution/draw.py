@@ -35,13 +35,17 @@ from jaxfair.models import autoencoder as ae
 from jaxfair.models import stylegan2 as sg
 from jaxfair.search import spaces
 
+# Draws of one command, all groups together: draw holds every kept image in memory until
+# it writes them (bulk datasets are generate's job, shard by shard on disk).
+MAX_DRAW = 100_000
+# ... and at most this many bytes of them (uint8 RGB at the generator's resolution).
+MAX_DRAW_BYTES = 16 << 30
 
-def parse_counts(text: str, schema: attributes.Schema, groups: tuple[str, ...]
-                 ) -> list[tuple[int, int]]:
-    """``"tone=dark,hair=long:100;tone=light,hair=short:5"`` -> [(group index, count)].
 
-    Raises:
-      ValueError: malformed text, a count < 1, or a group the fit has no mixture for.
+def split_counts(text: str) -> list[tuple[str, int]]:
+    """``"tone=dark,hair=long:100;tone=light,hair=short:5"`` -> [(target text, count)].
+
+    Checked before any model loads: syntax, each count >= 1, their sum <= ``MAX_DRAW``.
     """
     out = []
     for part in (p.strip() for p in text.split(";")):
@@ -49,12 +53,28 @@ def parse_counts(text: str, schema: attributes.Schema, groups: tuple[str, ...]
             continue
         target_text, sep, count = part.rpartition(":")
         if not sep or not count.strip().isdigit() or int(count) < 1:
-            raise ValueError(f"bad count {part!r}: expected target:count with count >= 1, e.g. "
-                             "'tone=dark,hair=long:100'")
-        out.append((group_index(target_text, schema, groups), int(count)))
+            raise ValueError(f"bad count {part[:200]!r}: expected target:count with count >= 1, "
+                             "e.g. 'tone=dark,hair=long:100'")
+        out.append((target_text, int(count)))
     if not out:
         raise ValueError("counts name no group, e.g. 'tone=dark,hair=long:100'")
+    total = sum(c for _, c in out)
+    if total > MAX_DRAW:
+        raise ValueError(f"counts ask for {total} samples, more than the limit of {MAX_DRAW} "
+                         f"per draw (kept in memory); use python -m jaxfair.generate "
+                         f"--config.method=distribution for bulk datasets")
     return out
+
+
+def parse_counts(text: str, schema: attributes.Schema, groups: tuple[str, ...]
+                 ) -> list[tuple[int, int]]:
+    """``"tone=dark,hair=long:100;tone=light,hair=short:5"`` -> [(group index, count)].
+
+    Raises:
+      ValueError: malformed text, a count < 1, too many in all (``split_counts``), or a
+        group the fit has no mixture for.
+    """
+    return [(group_index(t, schema, groups), c) for t, c in split_counts(text)]
 
 
 def group_index(text: str, schema: attributes.Schema, groups: tuple[str, ...]) -> int:
@@ -199,8 +219,13 @@ def draw(workdir: str, counts: str, out: str, verify: bool, batch_size: int, see
         raise ValueError(f"image_format must be one of {(*imlib.FORMATS, 'none')}, got "
                          f"{image_format!r}")
     atomic.check_empty(out, "output directory")
+    split_counts(counts)  # bad counts fail before the models load
     s = sampler(workdir, batch_size)
     plan = parse_counts(counts, s.C.schema, s.fitted.groups)
+    held = sum(c for _, c in plan) * 3 * s.G.config.img_resolution ** 2
+    if held > MAX_DRAW_BYTES:
+        raise ValueError(f"counts ask for {held / 2**30:.1f} GiB of images, more than the "
+                         f"limit of {MAX_DRAW_BYTES >> 30} GiB per draw (kept in memory)")
     compile_seconds = compile_step(s)
     kept, stats = draw_groups(s, plan, verify, seed, max_draw_factor, identity_radius, log)
     summary = {"method": "distribution", "verify": verify,

@@ -19,6 +19,11 @@ from __future__ import annotations
 import dataclasses
 import math
 
+# Units of one plan: each is a Python object here and a shard directory on disk, so 10^6
+# (~0.15 GB of plan, 10^6 entries in shards/) is the most one job should hold; a larger
+# dataset is several jobs, or larger units (identities_per_unit).
+MAX_UNITS = 1_000_000
+
 
 @dataclasses.dataclass(frozen=True)
 class Unit:
@@ -70,6 +75,11 @@ class Plan:
         if not groups:
             raise ValueError("no groups to generate")
         per_group = math.ceil(quota / per_unit)
+        if per_group * len(groups) > MAX_UNITS:
+            raise ValueError(f"identities_per_group {quota} / identities_per_unit {per_unit} x "
+                             f"{len(groups)} groups = {per_group * len(groups)} units, more "
+                             f"than the limit of {MAX_UNITS}; raise identities_per_unit or "
+                             f"split the job")
         units = []
         for index in range(per_group):
             size = min(per_unit, quota - index * per_unit)

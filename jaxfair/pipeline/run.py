@@ -13,6 +13,7 @@ in an uninterrupted run) and only its missing units are written.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import shutil
@@ -25,7 +26,8 @@ import numpy as np
 import jaxfair
 from jaxfair.dataset import export as export_lib
 from jaxfair.dataset import format as fmt
-from jaxfair.dataset import manifest, writer
+from jaxfair.dataset import lock as lock_lib
+from jaxfair.dataset import manifest, verify, writer
 from jaxfair.io import checkpoints
 from jaxfair.io import images as imlib
 from jaxfair.judge import attributes
@@ -121,7 +123,17 @@ def _compute_steps(worker, steps, out: writer.Writer, done: set[int], progress: 
 def run(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False,
         log: Callable[[str], None] = print) -> dict:
     """Generates (or resumes) the dataset of ``config`` in ``workdir``; returns the manifest
-    (process 0) or this process's counts (other processes)."""
+    (process 0) or this process's counts (other processes).
+
+    The job holds ``workdir``'s lock (dataset/lock.py) from before it writes until it
+    returns; ``_run`` takes it only once the inputs are checked, so bad input writes nothing.
+    """
+    with contextlib.ExitStack() as held:
+        return _run(config, workdir, overwrite, log, held)
+
+
+def _run(config: ml_collections.ConfigDict, workdir: str, overwrite: bool,
+         log: Callable[[str], None], held: contextlib.ExitStack) -> dict:
     G = jaxfair.load_generator(config.generator)
     C = jaxfair.load_classifier(config.classifier)
     validate(config, C.schema)
@@ -140,8 +152,12 @@ def run(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False
     log(f"devices: {', '.join(str(d) for d in jax.local_devices())}; config:\n{config}")
     head = header(config, G, C, groups, plan, finder.latent_space, recipe)
     proc, nproc = jax.process_index(), jax.process_count()
+    held.enter_context(lock_lib.hold_for_run(workdir, proc, nproc))
     if proc == 0:
         manifest.prepare(workdir, head, overwrite)
+        # Before the barrier: no process of this run writes yet, and the lock keeps others out.
+        for path in verify.remove_temporaries(workdir):
+            log(f"removed {path} (left by a run that stopped)")
     distributed.barrier("plan")
     if proc != 0:
         manifest.prepare(workdir, head, overwrite=False)  # must match what process 0 wrote
@@ -152,6 +168,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False
     # their step are computed alone, as they would be in the full step (independent units).
     mine = [c for c in ([u for u in s if finder.covers(u)] for s in plan.steps_of(proc, nproc))
             if c]
+    verify.remove_damaged(workdir, [u.id for s in mine for u in s], log,
+                          config.writer_threads)
     done = writer.done_units(workdir)
     removed = writer.clean_partial(workdir, [u.id for s in mine for u in s])
     todo = [s for s in mine if not all(u.id in done for u in s)]
@@ -198,6 +216,9 @@ def _finalize(config, workdir: str, head: dict, plan, worker, log) -> dict:
             break
         plan = plan.extend(short)
         new = [s for s in plan.steps if s[0].id >= plan.segments[-1]]
+        # A rerun of a finished dataset meets its top-up shards only here.
+        verify.remove_damaged(workdir, [u.id for s in new for u in s], log,
+                              config.writer_threads)
         done = writer.done_units(workdir)
         writer.clean_partial(workdir, [u.id for s in new for u in s])
         log(f"{len(excluded)} near-duplicate identities removed; top-up units for "

@@ -19,6 +19,8 @@ attribute class by logistic regression in W (``fit_direction``).
 from __future__ import annotations
 
 import dataclasses
+import math
+import zipfile
 from collections.abc import Callable
 
 import jax
@@ -33,7 +35,17 @@ from jaxfair.judge import attributes, render
 from jaxfair.search import objective as obj
 from jaxfair.search import spaces
 
+# Largest scale of a direction: a move of 10 typical face offsets (L) leaves the prior far
+# behind (images are noise), so a larger one is a typo, not a setting.
+MAX_SCALE = 10.0
 MIN_CLASS = 20  # fewest labelled samples on either side of a boundary worth fitting
+
+
+def check_scale(scale: float, where: str) -> float:
+    """``scale`` if it is finite and in (0, MAX_SCALE]; else ValueError naming ``where``."""
+    if not (math.isfinite(scale) and 0 < scale <= MAX_SCALE):
+        raise ValueError(f"{where}: scale must be finite and in (0, {MAX_SCALE:g}], got {scale}")
+    return scale
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,13 +74,17 @@ def load(path: str, w_dim: int) -> Directions:
     try:
         with np.load(path, allow_pickle=False) as f:
             names, vectors, scales = f["names"], f["directions"], f["scales"]
-    except (OSError, ValueError, KeyError) as e:
-        raise ValueError(f"cannot read directions file {path}: {e}") from None
+    # EOFError: an empty file; BadZipFile: a damaged one (neither is an OSError).
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+        raise ValueError(f"cannot read directions file {path}: {type(e).__name__}: "
+                         f"{e}") from None
     d = Directions(tuple(str(n) for n in names), np.asarray(vectors, np.float32),
                    np.asarray(scales, np.float32))
     if d.w_dim != w_dim:
         raise ValueError(f"directions file {path}: latent width {d.w_dim} does not match the "
                          f"generator's w_dim {w_dim}")
+    for name, s in zip(d.names, d.scales):
+        check_scale(float(s), f"directions file {path}, direction {name[:80]!r}")
     norms = np.linalg.norm(d.vectors, axis=1)
     if not np.allclose(norms, 1, atol=1e-3):
         raise ValueError(f"directions file {path}: rows must be unit vectors, norms {norms}")
@@ -185,8 +201,7 @@ def parse_specs(text: str, schema: attributes.Schema) -> list[tuple[str, str, fl
             s = float(scale) if scale else 1.0
         except ValueError:
             raise ValueError(f"bad scale {scale!r} in {part!r}") from None
-        if s <= 0:
-            raise ValueError(f"scale must be > 0 in {part!r}")
+        check_scale(s, f"--directions {part!r}")  # NaN and inf too
         out.append((a.name, cls.strip(), s))
     if not out:
         raise ValueError("no direction named, e.g. 'glasses=yes:0.5'")

@@ -8,6 +8,8 @@ import contextlib
 import filecmp
 import json
 import os
+import pathlib
+import shutil
 import signal
 import socket
 import subprocess
@@ -190,6 +192,7 @@ def test_changed_config_is_refused_unless_overwrite(smoke, env, tmp_path):
     (["--config.method=magic"], "unknown method 'magic'"),
     (["--config.identities_per_group=abc"], "identities_per_group"),
     (["--config=configs/missing.py"], "configs/missing.py"),
+    (["--config.identities_per_group=1000000000"], "more than the limit of 1000000"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(env, tmp_path, args, message):
     work = str(tmp_path / "ds")
@@ -264,3 +267,89 @@ def test_a_short_budget_finishes_reachable_groups_then_resumes_to_the_same_datas
     rc, _, err = generate(work, env)
     assert rc == 0, err
     assert_same_dataset(smoke[0], work)
+
+
+LOCK_HOLDER = ("import sys, time\n"
+               "from jaxfair.dataset import lock\n"
+               "lock.acquire(sys.argv[1])\n"
+               "print('held', flush=True)\n"
+               "time.sleep(600)\n")
+
+
+def snapshot(root):
+    """Every file under ``root`` with its bytes."""
+    return {os.path.join(d, f): pathlib.Path(d, f).read_bytes()
+            for d, _, files in os.walk(root) for f in files}
+
+
+def test_locked_directory_is_refused_and_a_damaged_copy_is_recomputed_identically(
+        smoke, env, tmp_path):
+    """One refused and one real run on a damaged copy of the reference: the second job is
+    refused while another process holds the lock; after that holder is killed with SIGKILL,
+    a rerun removes every temporary leftover, names and recomputes each damaged shard, and
+    ends with the reference's bytes."""
+    work = str(tmp_path / "ds")
+    shutil.copytree(smoke[0], work)
+    shards = os.path.join(work, "shards")
+
+    def png(u):
+        return os.path.join(shards, f"{u:05d}", f"u{u:05d}-i000-v00.png")
+
+    with open(os.path.join(shards, "00000", "latents.npy"), "r+b") as f:
+        f.truncate(100)
+    with open(os.path.join(shards, "00001", "records.jsonl"), "r+b") as f:
+        f.truncate(50)
+    with open(png(2), "r+b") as f:  # one byte flipped, same size: only the checksum notices
+        f.seek(200)
+        byte = f.read(1)[0]
+        f.seek(200)
+        f.write(bytes([byte ^ 0xFF]))
+    os.remove(png(3))
+    os.makedirs(os.path.join(shards, ".tmp-00099"))  # no unit of the plan
+    with open(os.path.join(work, "manifest.json.tmp-1"), "w") as f:
+        f.write("{")
+    holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, work], cwd=ROOT, env=env,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        before = snapshot(work)
+        rc, _, err = generate(work, env)
+        assert rc == 2 and work in err and f"pid {holder.pid} on host" in err, err
+        assert_one_error_line(err)
+        assert snapshot(work) == before  # the refused job changed nothing
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    assert os.path.exists(os.path.join(work, ".lock"))  # left behind, but not held
+    rc, _, err = generate(work, env)
+    assert rc == 0, err
+    damaged = [line for line in err.splitlines() if "damaged shard" in line]
+    assert len(damaged) == 4, err
+    for line, (u, name, why) in zip(damaged, [
+            (0, "latents.npy", "truncated"), (1, "records.jsonl", "truncated"),
+            (2, os.path.basename(png(2)), "sha256 differs"),
+            (3, os.path.basename(png(3)), "missing")]):
+        assert f"{shards}/{u:05d}/{name}: " in line and why in line, line
+    assert_same_dataset(smoke[0], work)  # leftovers and the lock file gone, bytes identical
+
+
+@pytest.mark.parametrize("scales, message", [
+    ([np.nan], "scale must be finite"), ([np.inf], "scale must be finite"),
+    (None, "cannot read directions file"),
+])
+def test_bad_directions_files_are_one_line(env, tmp_path, scales, message):
+    from jaxfair.pipeline import variations as var
+
+    path = str(tmp_path / "d.npz")
+    if scales is None:
+        open(path, "wb").close()  # empty: np.load raises EOFError
+    else:
+        np.savez(path, names=np.asarray(["x"]), directions=np.eye(1, 64, dtype=np.float32),
+                 scales=np.asarray(scales, np.float32))
+        with pytest.raises(ValueError, match=message):
+            var.load(path, 64)
+    work = str(tmp_path / "ds")
+    rc, _, err = generate(work, env, "--config.variations=2", f"--config.directions={path}")
+    assert rc == 2 and message in err and path in err, err
+    assert_one_error_line(err)
+    assert not os.path.exists(work)
