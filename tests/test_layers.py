@@ -37,8 +37,13 @@ def test_nothing_outside_lab_imports_lab():
 
 def test_library_does_not_import_demo():
     # demo/ (the world and its training) and lab/ may; entry points of demo/ are demo's own.
+    # The world's definition and its exact ground truth of the demo generator's latents
+    # (demo.world, demo.latent) are data a report may judge demo datasets by; the training
+    # code is not.
+    truth = ("jaxfair.demo.world", "jaxfair.demo.latent")
     bad = [m for m, names in modules() if not m.startswith(("jaxfair/demo/", "jaxfair/lab/"))
-           and any(n.startswith("jaxfair.demo") for n in names)]
+           and any(n.startswith("jaxfair.demo") and n not in truth and n != "jaxfair.demo"
+                   for n in names)]
     assert not bad
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxfair.convert import torch_pickle
+from jaxfair.convert import pickle_scan, torch_pickle
 from jaxfair.convert.torch_pickle import CheckpointError
 
 
@@ -39,15 +39,9 @@ _EXTRA = {
 }
 
 
-class _PlainUnpickler(torch_pickle._RestrictedUnpickler):
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in _EXTRA:
-            return _EXTRA[(module, name)]
-        return super().find_class(module, name)
-
-
 def load_plain_pickle(path: str) -> Any:
-    """Reads a plain pickle (protocol 2-5) holding only containers and numpy data.
+    """Reads a plain pickle (protocol 2-5) holding only containers and numpy data, through
+    the checkpoint reader's hardened path (opcode scan first, fresh stand-ins, budgets).
 
     Raises:
       CheckpointError: unreadable, truncated, trailing bytes, or a global not on the
@@ -60,14 +54,13 @@ def load_plain_pickle(path: str) -> Any:
         raise CheckpointError(f"cannot read file ({e.strerror})") from None
     if data[:1] != b"\x80":
         raise CheckpointError("not a pickle (protocol 2 or later)")
-    f = io.BytesIO(data)
-    try:
-        obj = _PlainUnpickler(f).load()
-    except CheckpointError:
-        raise
-    except Exception as e:  # every malformed-stream error of pickle itself
-        raise CheckpointError(f"corrupt or truncated pickle ({type(e).__name__}: {e})"
-                              ) from None
-    if f.tell() != len(data):
-        raise CheckpointError("trailing data after the pickle")
-    return obj
+    with torch_pickle.untrusted("pickle"):
+        load = torch_pickle._Load(len(data))
+        for key, fn in _EXTRA.items():
+            load.roles[key] = pickle_scan.CALL
+            load.globals[key] = fn
+        f = io.BytesIO(data)
+        obj = torch_pickle._unpickle(f, load, len(data))  # no storages: ids refused
+        if f.tell() != len(data):
+            raise CheckpointError("trailing data after the pickle")
+        return obj

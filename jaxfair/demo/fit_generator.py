@@ -23,12 +23,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
-from jax.scipy.special import betainc
 
 from jaxfair import train_loop as loop
 from jaxfair.demo import world
+from jaxfair.demo.latent import factors_from_latent, labels_from_latent  # noqa: F401 (API)
 from jaxfair.models import stylegan2 as sg
-from jaxfair.models import stylegan2_ops as ops
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,22 +56,6 @@ class GeneratorFitConfig:
             mapping_layers=self.mapping_layers, mapping_features=self.w_dim,
             mapping_lr_mul=self.mapping_lr_mul, channel_base=self.channel_base,
             channel_max=self.channel_max)
-
-
-def factors_from_latent(z: jnp.ndarray) -> jnp.ndarray:
-    """z [N, z_dim] (z_dim > NUM_FACTORS) -> uniform world factors [N, NUM_FACTORS]."""
-    d = z.shape[-1]
-    if d <= world.NUM_FACTORS:
-        raise ValueError(f"z_dim must exceed the world's {world.NUM_FACTORS} factors, got {d}")
-    t = ops.normalize_2nd_moment(z)[:, :world.NUM_FACTORS] / jnp.sqrt(d)  # in [-1, 1]
-    a = (d - 1) / 2.0
-    u = betainc(a, a, jnp.clip((1.0 + t) / 2.0, 0.0, 1.0))
-    return jnp.clip(u, 1e-6, 1 - 1e-6)
-
-
-def labels_from_latent(z: jnp.ndarray) -> dict[str, jnp.ndarray]:
-    """Ground-truth demo labels of the faces the generator was trained to draw for z."""
-    return world.labels_from_factors(factors_from_latent(z))
 
 
 def target_images(z: jnp.ndarray, size: int) -> jnp.ndarray:

@@ -82,17 +82,22 @@ def step_factories(config: ml_collections.ConfigDict, G, C, groups: list[str]
         steps.append(("stream", "planner.stream_batch", p.stream_batch, judge_step))
         if p.num_chains:
             run = chain_lib.make_chain_run(judge.accepts, p.chain_steps)
-            k = max(1, max(sum(not bool(jnp.all(t.masks[a.name])) for a in C.schema.attributes)
-                           for t in targets))
+            # The planner's span width: K - 1 directions per constrained attribute.
+            k = max(1, max(sum(len(a.classes) - 1 for a in C.schema.attributes
+                               if not bool(jnp.all(t.masks[a.name]))) for t in targets))
 
             def chain_step(c):
                 chain_targets = attributes.stack_targets([targets[i % len(targets)]
                                                           for i in range(c)])
                 d = G.config.z_dim
                 f32 = jnp.float32
+                # (targets, q, mu, chol, free step, period, z): chains.make_chain_run
                 return run, (g_abs, c_abs, key, chain_targets,
                              jax.ShapeDtypeStruct((c, d, k), f32),
-                             jax.ShapeDtypeStruct((c,), f32), jax.ShapeDtypeStruct((c,), f32),
+                             jax.ShapeDtypeStruct((c, k), f32),
+                             jax.ShapeDtypeStruct((c, k, k), f32),
+                             jax.ShapeDtypeStruct((c,), f32),
+                             jax.ShapeDtypeStruct((c,), jnp.int32),
                              jax.ShapeDtypeStruct((c, d), f32))
 
             steps.append(("chains", "planner.num_chains", p.num_chains, chain_step))

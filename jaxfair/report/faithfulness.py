@@ -45,9 +45,9 @@ def demo_factors(z: np.ndarray) -> np.ndarray:
     """Exact world factors [n, F] of the demo generator's faces for z [n, z_dim]."""
     import jax.numpy as jnp
 
-    from jaxfair.demo import fit_generator
+    from jaxfair.demo import latent
 
-    return np.asarray(fit_generator.factors_from_latent(jnp.asarray(z, jnp.float32)))
+    return np.asarray(latent.factors_from_latent(jnp.asarray(z, jnp.float32)))
 
 
 def demo_ks_ratio(z: np.ndarray, free: list[int]) -> float:
@@ -62,9 +62,9 @@ def demo_truth(z: np.ndarray, masks: dict[str, np.ndarray]) -> np.ndarray:
     of the group's target; unconstrained attributes are all-true)."""
     import jax.numpy as jnp
 
-    from jaxfair.demo import fit_generator
+    from jaxfair.demo import latent
 
-    labels = fit_generator.labels_from_latent(jnp.asarray(z, jnp.float32))
+    labels = latent.labels_from_latent(jnp.asarray(z, jnp.float32))
     ok = np.ones(len(z), bool)
     for name, mask in masks.items():
         if name in labels:

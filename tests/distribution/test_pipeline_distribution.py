@@ -4,10 +4,12 @@ import json
 import os
 
 import numpy as np
+import pytest
 
 from jaxfair.pipeline import run as pipeline
 
 
+@pytest.mark.slow  # CI time; run by python -m pytest -m slow
 def test_generate_with_the_distribution_method(fitted, tmp_path):
     config, workdir, meta = fitted
     config = config.copy_and_resolve_references()

@@ -11,6 +11,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+# The lab (demo-only experiments): heavy fits, run with python -m pytest -m slow.
+pytestmark = pytest.mark.slow
+
 import jaxfair
 from jaxfair.distribution import fit as distribution
 from jaxfair.distribution import gmm as gmmlib

@@ -74,6 +74,7 @@ def demo_planner():
     return pl.Planner(s, G, C, judge, groups, 1.0, jax.random.key(0))
 
 
+@pytest.mark.slow  # CI time; run by python -m pytest -m slow
 def test_demo_run_fills_every_group_and_resumes_identically(demo_planner, tmp_path):
     p = demo_planner
     saved = []

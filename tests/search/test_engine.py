@@ -102,6 +102,7 @@ print("OK")
 """
 
 
+@pytest.mark.slow  # CI time; run by python -m pytest -m slow
 def test_searches_shard_over_8_cpu_devices():
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",

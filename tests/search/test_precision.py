@@ -50,9 +50,10 @@ def test_bf16_engine_runs_with_bf16_convolutions_and_float32_state(tiny_G, tiny_
     convs = {dt: conv_dtypes(lambda g, c, p, u, e=e: e.score(g, c, p, u, None),
                              tiny_G.state, tiny_C.state, prior, u)
              for dt, e in engines.items()}
-    # Generator (const block conv1 + torgb, 8 px block conv0 + conv1 + torgb) and
-    # classifier (stem + one basic block): 8 convolutions, every one in the search dtype.
-    assert len(convs["float32"]) == len(convs["bfloat16"]) == 8
+    # Generator (const block conv1 + torgb, 8 px block conv0 + conv1 + torgb; conv0, the
+    # up-sampling conv, runs as four exact-tap phase convolutions) and classifier (stem +
+    # one basic block): 11 convolutions, every one in the search dtype.
+    assert len(convs["float32"]) == len(convs["bfloat16"]) == 11
     assert all(c == ("f32", "f32", "f32") for c in convs["float32"])
     assert all(c == ("bf16", "bf16", "bf16") for c in convs["bfloat16"])
     eng = engines["bfloat16"]
