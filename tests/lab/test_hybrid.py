@@ -11,9 +11,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-# The lab (demo-only experiments): heavy fits, run with python -m pytest -m slow.
-pytestmark = pytest.mark.slow
-
 import jaxfair
 from jaxfair.distribution import fit as distribution
 from jaxfair.distribution import gmm as gmmlib
@@ -21,6 +18,9 @@ from jaxfair.judge import attributes
 from jaxfair.lab import distribution_eval, hybrid
 from jaxfair.models import autoencoder as ae
 from jaxfair.search import spaces, strategies
+
+# The lab (demo-only experiments): heavy fits, run with python -m pytest -m slow.
+pytestmark = pytest.mark.slow
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RARE = "tone=dark,hair=long"  # 1.3-2 % of the prior
