@@ -25,6 +25,7 @@ def _flat(tree):
             for p, v in jax.tree_util.tree_leaves_with_path(tree)}
 
 
+@pytest.mark.slow  # CI time; run by python -m pytest -m slow
 @pytest.mark.parametrize("module,cfg,lr_mul", [
     (sg, sg.StyleGAN2Config.create(img_resolution=16, channel_base=256, channel_max=32,
                                    z_dim=32, w_dim=32, mapping_layers=2), 0.01),
@@ -69,6 +70,7 @@ def convert(*args, env=None):
     return r.returncode, r.stdout, r.stderr
 
 
+@pytest.mark.slow  # CI time; run by python -m pytest -m slow
 # fairface4 and deepface calibrate like fairface7 (~2 min each on the loaded 2-core CI box).
 @pytest.mark.parametrize("name,scale", [
     ("ffhq1024", 1 / 32), ("ffhq512", 1 / 32), ("ffhq256", 1 / 16), ("fairface7", 1 / 8),
@@ -94,6 +96,7 @@ def test_random_writes_a_loadable_marked_directory(tmp_path, name, scale):
                                  "deepface": "deepface"}[name]
 
 
+@pytest.mark.slow  # CI time; run by python -m pytest -m slow
 def test_calibrated_classifier_reaches_every_class():
     """On 64 images of the generator it was calibrated on (not the calibration images)."""
     kind, cfg, schema, params = standins.random_classifier("fairface7", 0, 1 / 8)

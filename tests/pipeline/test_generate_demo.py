@@ -221,6 +221,7 @@ def demo_default(tmp_path_factory):
     return out, summary
 
 
+@pytest.mark.slow  # CI time; run by python -m pytest -m slow
 def test_demo_default_acceptance(demo_default):
     out, summary = demo_default
     assert len(summary["counts"]) == 6

@@ -49,6 +49,7 @@ def test_dry_run_prints_plan_and_memory_writes_nothing(models, tmp_path):
     assert os.listdir(tmp_path) == []  # no work directory
 
 
+@pytest.mark.slow  # CI time; run by python -m pytest -m slow
 def test_budget_below_one_candidate(models, tmp_path):
     code, _, stderr = generate(models, tmp_path, "--dry_run",
                                "--config.memory_budget_gb=0.000001")

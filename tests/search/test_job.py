@@ -26,6 +26,7 @@ def config(gen, cls, threshold=0.4, **search):
     return c
 
 
+@pytest.mark.slow  # CI time; run by python -m pytest -m slow
 def test_job_writes_accepted_latents_that_reclassify(tiny_dirs, tmp_path):
     c = config(*tiny_dirs)
     logs = []

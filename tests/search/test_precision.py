@@ -68,6 +68,7 @@ def test_bf16_engine_runs_with_bf16_convolutions_and_float32_state(tiny_G, tiny_
     assert img.dtype == jnp.float32 and probs["tone"].dtype == jnp.float32
 
 
+@pytest.mark.slow  # CI time; run by python -m pytest -m slow
 def test_predict_with_features_is_one_pass_and_equals_separate_calls(tiny_G, tiny_C):
     img = tiny_G.synthesis(tiny_G.mapping(jax.random.normal(jax.random.key(3), (4, 16))))
     cfg = vggface.VGGFaceConfig(blocks=((4,), (4,)), fc_width=8, input_size=16,
@@ -113,6 +114,7 @@ def test_resnet_bf16_keeps_batchnorm_and_pool_in_float32():
     assert not np.array_equal(np.asarray(bf), np.asarray(f32))  # it really ran in bf16
 
 
+@pytest.mark.slow  # CI time; run by python -m pytest -m slow
 def test_bf16_class_decisions_agree_with_float32_on_the_demo_models(demo_dirs):
     G, C = jaxfair.load_generator(demo_dirs[0]), jaxfair.load_classifier(demo_dirs[1])
     space = Space.create("z", G.config)
