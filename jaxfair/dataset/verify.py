@@ -22,6 +22,7 @@ import shutil
 from collections.abc import Callable, Iterable
 
 from jaxfair.dataset.format import DONE, SHARDS, TMP, shard_dir
+from jaxfair.io import checkpoints
 
 _CHUNK = 1 << 20
 
@@ -32,11 +33,7 @@ def describe(data: bytes) -> dict:
 
 
 def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
+    return checkpoints.sha256_file(path, _CHUNK)
 
 
 def read_done(shard: str) -> dict:

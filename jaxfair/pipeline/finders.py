@@ -84,8 +84,9 @@ def create(config: ml_collections.ConfigDict, G, C, groups: list[str]) -> Finder
     raise ValueError(f"unknown method {config.method!r}; choose from {', '.join(METHODS)}")
 
 
-class SearchFinder:
-    """The fused search engine over a step's units (see module docstring)."""
+class _PerUnit:
+    """Finders whose every evaluation belongs to a unit: nothing dataset-wide to prepare,
+    and a unit they cannot fill stops the job (TargetNotReached) instead of a shortfall."""
 
     evaluations: dict[str, int] = {}  # every evaluation belongs to a unit
     short: dict[int, int] = {}  # a unit that cannot be filled stops the job instead
@@ -97,6 +98,11 @@ class SearchFinder:
     def covers(self, unit: Unit) -> bool:
         del unit
         return True
+
+
+class SearchFinder(_PerUnit):
+    """The fused search engine over a step's units (see module docstring)."""
+
 
     def __init__(self, config: ml_collections.ConfigDict, G, C, groups: list[str]):
         self.config, self.G, self.C, self.groups = config, G, C, groups
@@ -161,19 +167,9 @@ class SearchFinder:
                 + "; ".join(parts))
 
 
-class DistributionFinder:
+class DistributionFinder(_PerUnit):
     """Verified draws from the fitted per-group mixtures (see module docstring)."""
 
-    evaluations: dict[str, int] = {}  # every evaluation belongs to a unit
-    short: dict[int, int] = {}  # a unit that cannot be filled stops the job instead
-    best: dict[str, dict[str, float]] = {}
-
-    def prepare(self, workdir: str, log) -> None:
-        del workdir, log
-
-    def covers(self, unit: Unit) -> bool:
-        del unit
-        return True
 
     def __init__(self, config: ml_collections.ConfigDict, G, C, groups: list[str]):
         from jaxfair.distribution import draw as dd  # only this method needs it
