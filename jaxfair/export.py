@@ -14,7 +14,7 @@ from __future__ import annotations
 from absl import flags
 
 from jaxfair import cli
-from jaxfair.convert.torch_pickle import CheckpointError
+from jaxfair.convert.guard import CheckpointError
 from jaxfair.dataset.export import FORMATS, export
 from jaxfair.judge.crops import CROPS
 

@@ -23,7 +23,7 @@ from absl import flags, logging
 
 from jaxfair import cli
 from jaxfair.convert import formats
-from jaxfair.convert.torch_pickle import CheckpointError
+from jaxfair.convert.guard import CheckpointError
 from jaxfair.io import checkpoints
 
 _SRC = flags.DEFINE_string("src", None, "Source checkpoint file (.pkl, .pt), or up to three "
@@ -74,13 +74,14 @@ def main():
 def write_standin() -> None:
     """--random: a seeded stand-in of a real architecture (never mistaken for real weights)."""
     from jaxfair.convert import standins
+    from jaxfair.io import loading
 
     if not _OUT.value or _SRC.value:
         fail("--random needs --out and takes no --src")
     try:
         checkpoints.check_output_dir(_OUT.value)
         st = standins.create(_RANDOM.value, _SEED.value, _CHANNELS_SCALE.value,
-                             _CALIBRATE_ON.value)
+                             _CALIBRATE_ON.value, loading.load_generator)
         checkpoints.save(_OUT.value, st.params, st.meta)
     except (standins.StandinError, checkpoints.CheckpointDirError, CheckpointError, OSError) as e:
         fail(str(e))

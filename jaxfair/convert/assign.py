@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from jaxfair.convert.torch_pickle import CheckpointError
+from jaxfair.convert.guard import CheckpointError
 
 
 def shorten(keys: list[str], n: int = 5) -> str:

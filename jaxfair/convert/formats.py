@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from jaxfair.convert import keras_h5, torch_pickle
 from jaxfair.convert import stylegan2 as sg_import
 from jaxfair.convert import torchvision_resnet as tv_import
-from jaxfair.convert.torch_pickle import CheckpointError, untrusted
+from jaxfair.convert.guard import CheckpointError, untrusted
 from jaxfair.io import checkpoints
 from jaxfair.judge import attributes
 

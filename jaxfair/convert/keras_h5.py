@@ -25,7 +25,7 @@ import jax
 import numpy as np
 from flax import nnx
 
-from jaxfair.convert.torch_pickle import Budget, CheckpointError, describe_error, untrusted
+from jaxfair.convert.guard import Budget, CheckpointError, describe_error, untrusted
 from jaxfair.judge.attributes import DEEPFACE_HEAD_SIZES
 from jaxfair.models import vggface
 

@@ -1,10 +1,10 @@
 """Plain pickles of numpy data (dicts, lists, tuples, arrays, scalars), read without running code.
 
-Built on the checkpoint reader's restricted unpickler (``torch_pickle``): the same
-allow-list, plus numpy's protocol-5 array constructor (``_frombuffer``, what ``pickle.dump``
-with ``protocol=5`` writes for an array), and nothing torch-specific can reach storage
-(plain pickles have no persistent ids; one is refused). Used for third-party files such as
-Colbois et al.'s ``latent_directions.pkl``.
+Built on the checkpoint reader's restricted unpickler (``unpickler``, with the per-load
+stand-ins of ``torch_pickle._Load``): the same allow-list, plus numpy's protocol-5 array
+constructor (``_frombuffer``, what ``pickle.dump`` with ``protocol=5`` writes for an array),
+and nothing torch-specific can reach storage (plain pickles have no persistent ids; one is
+refused). Used for third-party files such as Colbois et al.'s ``latent_directions.pkl``.
 
 Example:
   data = load_plain_pickle("latent_directions.pkl")   # dicts of numpy arrays
@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 from jaxfair.convert import pickle_scan, torch_pickle
-from jaxfair.convert.torch_pickle import CheckpointError
+from jaxfair.convert.guard import CheckpointError, untrusted
+from jaxfair.convert.unpickler import unpickle
 
 
 def _frombuffer(buf, dtype, shape, order="C") -> np.ndarray:
@@ -54,13 +55,13 @@ def load_plain_pickle(path: str) -> Any:
         raise CheckpointError(f"cannot read file ({e.strerror})") from None
     if data[:1] != b"\x80":
         raise CheckpointError("not a pickle (protocol 2 or later)")
-    with torch_pickle.untrusted("pickle"):
+    with untrusted("pickle"):
         load = torch_pickle._Load(len(data))
         for key, fn in _EXTRA.items():
             load.roles[key] = pickle_scan.CALL
             load.globals[key] = fn
         f = io.BytesIO(data)
-        obj = torch_pickle._unpickle(f, load, len(data))  # no storages: ids refused
+        obj = unpickle(f, load, len(data))  # no storages: ids refused
         if f.tell() != len(data):
             raise CheckpointError("trailing data after the pickle")
         return obj

@@ -38,6 +38,7 @@ architecture.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -275,7 +276,8 @@ def random_classifier(name: str, seed: int, channels_scale: float = 1.0,
 
 
 def create(name: str, seed: int = 0, channels_scale: float = 1.0,
-           calibrate_on: str | None = None) -> Standin:
+           calibrate_on: str | None = None,
+           load_generator: Callable[[str], sg.Generator] | None = None) -> Standin:
     """A stand-in of ``name`` (one of ``STANDINS``) with weights drawn from ``seed``.
 
     Args:
@@ -284,9 +286,13 @@ def create(name: str, seed: int = 0, channels_scale: float = 1.0,
         random ffhq256 generator of the same seed). Random networks see the textures of
         different random generators differently: calibrate on the generator the stand-in
         will judge, or some classes may never win on its images.
+      load_generator: reads the ``calibrate_on`` checkpoint (``jaxfair.load_generator``;
+        passed in because importers sit below the loading layer). Needed with
+        ``calibrate_on``.
 
     Raises:
-      StandinError: unknown name, or ``channels_scale`` outside (0, 1].
+      StandinError: unknown name, ``channels_scale`` outside (0, 1], or ``calibrate_on``
+        without ``load_generator``.
     """
     if name not in STANDINS:
         raise StandinError(f"unknown stand-in {name!r}; choose from {', '.join(STANDINS)}")
@@ -302,9 +308,11 @@ def create(name: str, seed: int = 0, channels_scale: float = 1.0,
     else:
         images, calib = None, {"generator": "ffhq256", "channels_scale": CALIBRATION_SCALE}
         if calibrate_on:
-            from jaxfair.io import checkpoints, loading
+            if load_generator is None:
+                raise StandinError("calibrate_on needs load_generator")
+            from jaxfair.io import checkpoints
 
-            images = calibration_images(seed, loading.load_generator(calibrate_on))
+            images = calibration_images(seed, load_generator(calibrate_on))
             calib = {"generator": calibrate_on,
                      "sha256": checkpoints.fingerprint(calibrate_on)}
         kind, cfg, schema, params = random_classifier(name, seed, channels_scale, images)

@@ -15,7 +15,8 @@ import numpy as np
 from flax import nnx
 
 from jaxfair.convert.assign import assign
-from jaxfair.convert.torch_pickle import CheckpointError, PersistentObj, describe
+from jaxfair.convert.guard import CheckpointError, describe
+from jaxfair.convert.safe_types import PersistentObj
 from jaxfair.models import stylegan2 as sg
 
 _MAX_MODULE_DEPTH = 16  # Generator > SynthesisNetwork > block > layer > affine is 5

@@ -16,7 +16,7 @@ import numpy as np
 from flax import nnx
 
 from jaxfair.convert.assign import assign, shorten
-from jaxfair.convert.torch_pickle import CheckpointError, describe
+from jaxfair.convert.guard import CheckpointError, describe
 from jaxfair.models import resnet
 
 _BN_STATS = ("running_mean", "running_var")

@@ -16,18 +16,40 @@ of the group's classes} for the constrained attributes, unit, seed, search.
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import io
 import json
 import os
 import shutil
 import threading
+from typing import Any
 
 import numpy as np
 
 from jaxfair.dataset import verify
 from jaxfair.dataset.format import DONE, LATENTS, RECORDS, SHARDS, Z, shard_dir
 from jaxfair.io import images as imlib
-from jaxfair.pipeline.worker import UnitOutput
+
+
+@dataclasses.dataclass
+class UnitOutput:
+    """Everything a unit writes (host arrays), rows in record order.
+
+    Attributes:
+      unit: the work unit (``pipeline.plan.Unit``); its ``id`` names the shard.
+      records: one dict per image (fields: the module docstring).
+      latents: [n, w_dim] or [n, num_ws, w_dim] float32.
+      images: [n, H, W, 3] uint8.
+      z: [n, z_dim] the identity's z per row (space z only) or None.
+      stats: counts (candidates, generations, variations_rejected, score_disagreements).
+    """
+
+    unit: Any
+    records: list[dict]
+    latents: np.ndarray
+    images: np.ndarray
+    z: np.ndarray | None
+    stats: dict[str, int]
 
 
 def done_units(workdir: str) -> set[int]:

@@ -1,5 +1,7 @@
 """Procedural demo world: biased cartoon faces with exact labels, and its trained models."""
 
+from jaxfair.demo.draw import render, sample
+from jaxfair.demo.face import FaceParams, params_from_factors
 from jaxfair.demo.world import (
     BIAS,
     BLEND_HALF_WIDTH,
@@ -7,13 +9,9 @@ from jaxfair.demo.world import (
     NUM_FACTORS,
     SCHEMA,
     THRESHOLDS,
-    FaceParams,
     factors_from_normal,
     in_blend_zone,
     labels_from_factors,
-    params_from_factors,
-    render,
-    sample,
     sample_factors,
 )
 

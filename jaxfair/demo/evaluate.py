@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxfair.demo import fit_generator, world
+from jaxfair.demo import draw, fit_generator, world
 from jaxfair.io import atomic
 from jaxfair.io import images as imlib
 from jaxfair.judge.classifier import Classifier
@@ -34,7 +34,7 @@ def classifier_accuracy(C: Classifier, n: int = 5000, batch: int = 500,
     size = C.preprocess.size
 
     def one(b):
-        images, labels = world.sample(jax.random.fold_in(key, b), batch, size)
+        images, labels = draw.sample(jax.random.fold_in(key, b), batch, size)
         probs = C.predict(images)
         return {a: (np.argmax(np.asarray(probs[a]), -1), np.asarray(labels[a])) for a in probs}
 

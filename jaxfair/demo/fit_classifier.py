@@ -18,7 +18,7 @@ import optax
 from flax import nnx
 
 from jaxfair import train_loop as loop
-from jaxfair.demo import world
+from jaxfair.demo import draw
 from jaxfair.judge import attributes
 from jaxfair.judge import preprocess as pp
 from jaxfair.models import resnet
@@ -90,7 +90,7 @@ def fit(cfg: ClassifierFitConfig, log: Callable[[str], None] = print
     @jax.jit
     def step(params, opt_state, key):
         k_data, k_aug = jax.random.split(key)
-        images, labels = world.sample(k_data, cfg.batch_size, cfg.image_size)
+        images, labels = draw.sample(k_data, cfg.batch_size, cfg.image_size)
         x = pp.normalize(pp.to_unit_range(augment(k_aug, images, cfg.noise_std)), spec)
         loss, grads = jax.value_and_grad(loss_fn)(params, x, labels)
         updates, opt_state = tx.update(grads, opt_state, params)

@@ -25,7 +25,7 @@ import optax
 from flax import nnx
 
 from jaxfair import train_loop as loop
-from jaxfair.demo import world
+from jaxfair.demo import draw, face
 from jaxfair.demo.latent import factors_from_latent, labels_from_latent  # noqa: F401 (API)
 from jaxfair.models import stylegan2 as sg
 
@@ -60,7 +60,7 @@ class GeneratorFitConfig:
 
 def target_images(z: jnp.ndarray, size: int) -> jnp.ndarray:
     """What the generator is trained to output for z: [N, size, size, 3] in [-1, 1]."""
-    return world.render(world.params_from_factors(factors_from_latent(z)), size)
+    return draw.render(face.params_from_factors(factors_from_latent(z)), size)
 
 
 def estimate_w_avg(graphdef, state, key, z_dim: int, n: int = 8192) -> jnp.ndarray:

@@ -35,7 +35,7 @@ import numpy as np
 from absl import flags
 
 from jaxfair import cli
-from jaxfair.convert.torch_pickle import CheckpointError
+from jaxfair.convert.guard import CheckpointError
 from jaxfair.demo import fit_generator, world
 from jaxfair.pipeline import recipe, variations
 

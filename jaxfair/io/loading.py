@@ -61,7 +61,7 @@ def load_generator(path: str) -> sg.Generator:
         _, params = checkpoints.load(path, nnx.to_pure_dict(abstract))
         return generator_from_params(cfg, params, meta)
     from jaxfair.convert import formats
-    from jaxfair.convert.torch_pickle import CheckpointError
+    from jaxfair.convert.guard import CheckpointError
 
     try:
         conv = formats.read(path)
@@ -132,7 +132,7 @@ def load_classifier(path: str, preprocess: pp.Preprocess | None = None,
         except ValueError as e:
             raise checkpoints.CheckpointDirError(f"{path}: {e}") from None
     from jaxfair.convert import formats
-    from jaxfair.convert.torch_pickle import CheckpointError
+    from jaxfair.convert.guard import CheckpointError
 
     try:
         conv = formats.read(path, schema=schema)

@@ -44,7 +44,7 @@ from jaxfair.distribution import draw as distribution_draw
 from jaxfair.io import atomic
 from jaxfair.judge import attributes, render
 from jaxfair.lab import ground_truth as gt
-from jaxfair.lab import hybrid
+from jaxfair.lab import hybrid, measure
 from jaxfair.search import builder, spaces
 from jaxfair.search import engine as eng_lib
 from jaxfair.search import objective as obj
@@ -114,14 +114,14 @@ def search_numbers(config: ml_collections.ConfigDict, G, C, fitted, groups: list
     return out
 
 
-def _arm_numbers(config, comp: hybrid.Comparison, arm: hybrid.Arm, G, C, target, scale,
+def _arm_numbers(config, comp: hybrid.Comparison, arm: measure.Arm, G, C, target, scale,
                  limit) -> dict:
     engine, psi = comp.engine, config.truncation_psi
-    numbers = hybrid.summarise(arm, engine, config.identity_radius)
+    numbers = measure.summarise(arm, engine, config.identity_radius)
     row = {k: numbers[k] for k in ("accepted_per_s", "candidates_per_s", "steady_acceptance",
                                    "accepted", "candidates", "accepted_initial_batch",
                                    "median_first_accept_generation")}
-    u, w = hybrid.accepted_w(arm, engine, comp.prior, G, psi)  # every accepted candidate
+    u, w = measure.accepted_w(arm, engine, comp.prior, G, psi)  # every accepted candidate
     if not len(u):
         return row
     novel = identity.first_distinct(

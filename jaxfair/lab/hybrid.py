@@ -31,14 +31,14 @@ candidate is archived (``engine_settings``), then any within ``identity_radius``
 earlier one (``jaxfair.identity`` on the search coordinates; by generation, then search) is
 a duplicate; and the distinct identities of the accepted w (``distinct_identities``, the
 same rule in W); the initial spread's rms, and how spread out the accepted faces are
-(``spread_of``: mean pairwise and median nearest-neighbour distance of their w, in W
+(``measure.spread_of``: mean pairwise and median nearest-neighbour distance of their w, in W
 standard deviations).
 
 Example:
   u0, spread = initial_batch(key, fitted.ae_graphdef, fitted.ae_state,
                              gmmlib.select(fitted.mixtures, g), prior, engine.space, 8, 16)
-  arms = run_arms(engine, G.state, C.state, prior, targets, keys, chunks,
-                  {"plain": (prior_batch(...), None), "hybrid": (u0, spread)})
+  arms = measure.run_arms(engine, G.state, C.state, prior, targets, keys, chunks,
+                          {"plain": (prior_batch(...), None), "hybrid": (u0, spread)})
 """
 
 from __future__ import annotations
@@ -47,7 +47,6 @@ import dataclasses
 import functools
 import json
 import os
-import time
 from collections.abc import Callable
 
 import jax
@@ -64,8 +63,8 @@ from jaxfair.distribution import fit as distribution
 from jaxfair.distribution import gmm as gmmlib
 from jaxfair.io import atomic
 from jaxfair.judge import attributes
+from jaxfair.lab import measure
 from jaxfair.models import autoencoder as ae
-from jaxfair.report import diversity
 from jaxfair.search import builder, spaces
 from jaxfair.search import engine as eng_lib
 
@@ -120,159 +119,6 @@ def prior_batch(key: jax.Array, g_graphdef: nnx.GraphDef, g_state: nnx.State,
                                             psi))(jax.random.split(key, num_searches))
 
 
-@dataclasses.dataclass(frozen=True)
-class Arm:
-    """One measured search run (host arrays).
-
-    Attributes:
-      accepted: [generations + 1, S] accepted candidates per generation (row 0: u0).
-      steady_seconds: wall time of every chunk after the first (compile excluded).
-      steady_generations: generations in those chunks.
-      init_seconds, first_chunk_seconds: the initial batch, the first chunk (compiles).
-      state: the final engine state (archives).
-      spread_rms: mean over searches of the initial spread's rms (None: sigma_init).
-    """
-
-    accepted: np.ndarray
-    steady_seconds: float
-    steady_generations: int
-    init_seconds: float
-    first_chunk_seconds: float
-    state: eng_lib.SearchState
-    spread_rms: float | None = None
-
-
-def run_arms(engine: eng_lib.Engine, g_state, c_state, prior: spaces.Prior, targets,
-             keys: jax.Array, chunks: int,
-             starts: dict[str, tuple[jax.Array | None, jax.Array | None]]) -> dict[str, Arm]:
-    """For every arm ``engine.init`` from its (u0, spread) (None: the prior batch,
-    ``search.sigma_init``), then ``chunks`` calls of ``engine.run`` with no early stop, so
-    every arm spends the same budget.
-
-    Arms alternate chunk by chunk: on a shared machine they then see the same load, and
-    their rates stay comparable. The host only copies metrics between chunks.
-    """
-    states, rows, init_s = {}, {}, {}
-    for name, (u0, spread) in starts.items():
-        t = time.perf_counter()
-        states[name] = jax.block_until_ready(engine.init(g_state, c_state, prior, targets,
-                                                         keys, u0, spread))
-        init_s[name] = time.perf_counter() - t
-        rows[name] = [np.asarray(jax.device_get(states[name].accepted))[None]]
-    first_s, steady_s = {}, dict.fromkeys(starts, 0.0)
-    for c in range(chunks):
-        for name in starts:
-            t = time.perf_counter()
-            states[name], metrics = engine.run(g_state, c_state, prior, targets, keys,
-                                               states[name])
-            rows[name].append(np.asarray(jax.device_get(metrics["accepted"])))
-            dt = time.perf_counter() - t
-            if c == 0:
-                first_s[name] = dt  # the first arm's includes compilation
-            else:
-                steady_s[name] += dt
-    return {name: Arm(np.concatenate(rows[name]), steady_s[name],
-                      (chunks - 1) * engine.generations, init_s[name], first_s[name],
-                      states[name], _mean_rms(spread))
-            for name, (_, spread) in starts.items()}
-
-
-def _mean_rms(spread: jax.Array | None) -> float | None:
-    if spread is None:
-        return None
-    return float(np.mean(np.sqrt(np.mean(np.square(np.asarray(spread)), axis=-1))))
-
-
-def first_accept(accepted: np.ndarray) -> list[int | None]:
-    """Per search, the first generation with an accepted candidate (None: never).
-
-    Args:
-      accepted: [generations + 1, S], row 0 the initial batch.
-    """
-    hit = accepted > 0
-    return [int(np.argmax(hit[:, s])) if hit[:, s].any() else None
-            for s in range(accepted.shape[1])]
-
-
-def archived_latents(state: eng_lib.SearchState) -> tuple[np.ndarray, np.ndarray]:
-    """Every archived row of every search, ordered by (generation, search).
-
-    Returns:
-      (u [N, D] search coordinates, generation [N]).
-    """
-    a = jax.device_get(state.archive)
-    rows = sorted((int(a.generation[s, i]), s, i) for s in range(a.count.shape[0])
-                  for i in range(min(int(a.count[s]), a.latents.shape[1])))
-    if not rows:
-        return np.zeros((0, a.latents.shape[-1]), np.float32), np.zeros(0, int)
-    g, s, i = map(np.asarray, zip(*rows))
-    return np.asarray(a.latents[s, i]), g
-
-
-def distinct_accepted(state: eng_lib.SearchState, space: spaces.Space, radius: float
-                      ) -> tuple[np.ndarray, np.ndarray]:
-    """Archived latents of all searches without near-duplicates (``identity.first_distinct``
-    of canonical latents), earliest first.
-
-    Returns:
-      (u [M, D], generation [M]).
-    """
-    u, gen = archived_latents(state)
-    if not len(u):
-        return u, gen
-    keep = identity.first_distinct(np.asarray(spaces.canonical(space, jnp.asarray(u))), radius)
-    return u[keep], gen[keep]
-
-
-def summarise(arm: Arm, engine: eng_lib.Engine, radius: float) -> dict:
-    """Numbers of one arm for the report."""
-    first = first_accept(arm.accepted)
-    found = [f for f in first if f is not None]
-    steady_accepted = int(arm.accepted[-arm.steady_generations:].sum()) \
-        if arm.steady_generations else 0
-    u, _ = distinct_accepted(arm.state, engine.space, radius)
-    a = jax.device_get(arm.state.archive)
-    # Never-accepting searches count as infinitely late (None when they are the majority).
-    median = float(np.median([np.inf if f is None else f for f in first]))
-    return {
-        "first_accept_generation": first,
-        "searches_with_accept": len(found),
-        "mean_first_accept_generation": round(float(np.mean(found)), 2) if found else None,
-        "median_first_accept_generation": None if np.isinf(median) else median,
-        "accepted_initial_batch": int(arm.accepted[0].sum()),
-        "accepted_first_chunk": int(arm.accepted[:1 + engine.generations].sum()),
-        "accepted": int(arm.accepted.sum()),
-        "candidates": int(np.sum(jax.device_get(arm.state.evaluated))),
-        "accepted_per_s": round(steady_accepted / arm.steady_seconds, 2)
-        if arm.steady_seconds else None,
-        "steady_acceptance": round(steady_accepted / (arm.steady_generations
-                                                     * engine.num_searches
-                                                     * engine.population_size), 4)
-        if arm.steady_generations else None,
-        "candidates_per_s": round(arm.steady_generations * engine.num_searches
-                                  * engine.population_size / arm.steady_seconds, 1)
-        if arm.steady_seconds else None,
-        "distinct_accepted": len(u),
-        "archive_overflow": int(np.sum(a.overflow)),
-        "init_seconds": round(arm.init_seconds, 3),
-        "first_chunk_seconds": round(arm.first_chunk_seconds, 3),
-        "steady_seconds": round(arm.steady_seconds, 3),
-    }
-
-
-def spread_of(w: np.ndarray, scale: np.ndarray, limit: int = 1000) -> dict:
-    """How far apart accepted faces are: over the first ``limit`` w [N, (num_ws,) w_dim],
-    the mean pairwise and median nearest-neighbour rms distance in W standard deviations
-    (``scale`` [w_dim]); None below two."""
-    x = np.asarray(w[:limit], np.float64) / scale
-    x = x.reshape(len(x), int(np.prod(x.shape[1:])))
-    if len(x) < 2:
-        return {"n": len(x), "mean_pairwise": None, "median_nearest": None}
-    d = diversity.pairwise(x, "rms")
-    return {"n": len(x), "mean_pairwise": round(diversity.mean_pairwise(d), 4),
-            "median_nearest": round(float(np.median(diversity.nearest_neighbour(d))), 4)}
-
-
 def select_groups(text: str, schema: attributes.Schema, fitted: distribution.Fitted
                   ) -> list[int]:
     """Indices of the groups named in ``'target;target'`` ('': every combination group).
@@ -309,7 +155,7 @@ class Comparison:
     engine: eng_lib.Engine
     prior: spaces.Prior
     generations: int
-    arms: dict[str, dict[str, Arm]]
+    arms: dict[str, dict[str, measure.Arm]]
 
 
 def compare(config: ml_collections.ConfigDict, G, C, fitted: distribution.Fitted,
@@ -360,26 +206,9 @@ def compare(config: ml_collections.ConfigDict, G, C, fitted: distribution.Fitted
                 starts["hybrid"] = (u0, spread if engine.strategy.adapts_spread else None)
         if mesh is not None:
             targets, keys, starts = eng_lib.shard((targets, keys, starts), mesh)
-        out[name] = run_arms(engine, g_state, c_state, prior, targets, keys, chunks, starts)
+        out[name] = measure.run_arms(engine, g_state, c_state, prior, targets, keys, chunks, starts)
         log(f"{name}: searched {', '.join(starts)} ({generations} generations)")
     return Comparison(engine, prior, generations, out)
-
-
-def accepted_w(arm: Arm, engine: eng_lib.Engine, prior: spaces.Prior, G, psi: float
-               ) -> tuple[np.ndarray, np.ndarray]:
-    """Every accepted candidate of an arm, in (generation, search) order, and the w the
-    generator draws for it ([N, w_dim]; [N, num_ws, w_dim] in W+; z is mapped with psi).
-
-    Returns:
-      (u [N, D] search coordinates, w).
-    """
-    u, _ = archived_latents(arm.state)
-    if not len(u):
-        return u, np.zeros((0, G.config.w_dim), np.float32)
-    latents = np.asarray(spaces.to_latent(engine.space, prior, u))
-    if engine.space.name == "z":
-        return u, np.asarray(G.mapping(latents, truncation_psi=psi)[:, 0])
-    return u, latents
 
 
 def run(config: ml_collections.ConfigDict, workdir: str, out: str,
@@ -410,15 +239,15 @@ def run(config: ml_collections.ConfigDict, workdir: str, out: str,
     for name, arms in comp.arms.items():
         report[name] = {}
         for a, arm in arms.items():
-            r = report[name][a] = summarise(arm, comp.engine, config.identity_radius)
-            _, w = accepted_w(arm, comp.engine, comp.prior, G, config.truncation_psi)
+            r = report[name][a] = measure.summarise(arm, comp.engine, config.identity_radius)
+            _, w = measure.accepted_w(arm, comp.engine, comp.prior, G, config.truncation_psi)
             novel = identity.first_distinct(
                 identity.to_prior_units(w, comp.prior.w_avg, comp.prior.w_std),
                 config.identity_radius)
             r["distinct_identities"] = int(np.sum(novel))
             r["initial_spread_rms"] = round(arm.spread_rms if arm.spread_rms is not None
                                             else sc.sigma_init, 4)
-            r["spread_of_accepted"] = spread_of(w[novel], scale)
+            r["spread_of_accepted"] = measure.spread_of(w[novel], scale)
             log(f"{name} {a}: {r}")
     summary = {
         "groups": report, "model": workdir, "generations": comp.generations,

@@ -39,8 +39,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxfair.convert.guard import CheckpointError
 from jaxfair.convert.plain_pickle import load_plain_pickle
-from jaxfair.convert.torch_pickle import CheckpointError
 from jaxfair.pipeline import variations
 
 EXPRESSION_SCALE = 0.75

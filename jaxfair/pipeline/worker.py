@@ -14,39 +14,17 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import ml_collections
 import numpy as np
 
 from jaxfair import keys as keylib
+from jaxfair.dataset.writer import UnitOutput
 from jaxfair.judge import attributes, render
 from jaxfair.pipeline import finders
 from jaxfair.pipeline import recipe as recipe_lib
 from jaxfair.pipeline import variations as var_lib
 from jaxfair.pipeline.plan import Unit
 from jaxfair.search import objective as obj
-
-
-@dataclasses.dataclass
-class UnitOutput:
-    """Everything a unit writes (host arrays), rows in record order.
-
-    Attributes:
-      unit: the unit.
-      records: one dict per image (see writer.py for the fields).
-      latents: [n, w_dim] or [n, num_ws, w_dim] float32.
-      images: [n, H, W, 3] uint8.
-      z: [n, z_dim] the identity's z per row (space z only) or None.
-      stats: counts (candidates, generations, variations_rejected, score_disagreements).
-    """
-
-    unit: Unit
-    records: list[dict]
-    latents: np.ndarray
-    images: np.ndarray
-    z: np.ndarray | None
-    stats: dict[str, int]
 
 
 class Worker:

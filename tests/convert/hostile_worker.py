@@ -29,7 +29,7 @@ import numpy as np
 
 from jaxfair.convert import formats, keras_h5, torch_pickle
 from jaxfair.convert import stylegan2 as sg_import
-from jaxfair.convert.torch_pickle import CheckpointError
+from jaxfair.convert.guard import CheckpointError
 
 
 def peak_rss_reset() -> None:

@@ -15,7 +15,7 @@ from flax import nnx
 import jaxfair
 from jaxfair.convert import __main__ as cli
 from jaxfair.convert import formats, keras_h5
-from jaxfair.convert.torch_pickle import CheckpointError
+from jaxfair.convert.guard import CheckpointError
 from jaxfair.judge import attributes
 from jaxfair.judge import preprocess as pp
 from jaxfair.models import resnet

@@ -28,8 +28,8 @@ import pytest
 from test_classifier_import import keras_layers, random_backbone, random_head, write_keras_h5
 
 import jaxfair
-from jaxfair.convert import torch_pickle
-from jaxfair.convert.torch_pickle import CheckpointError
+from jaxfair.convert import guard, safe_types, torch_pickle
+from jaxfair.convert.guard import CheckpointError
 from jaxfair.errors import JaxfairError
 
 MEM_CAP = 1536 << 20
@@ -270,7 +270,7 @@ def _plain(x, fn):
     """Reader output -> picklable plain data (dicts, numpy arrays, NVIDIA-style modules)."""
     if isinstance(x, _Persistent):
         return x
-    if isinstance(x, torch_pickle.PersistentObj):
+    if isinstance(x, safe_types.PersistentObj):
         return _Persistent(fn, {"type": "class", "version": x.version, "module_src": "",
                                 "class_name": x.class_name, "state": _plain(x.state, fn)})
     if isinstance(x, dict):
@@ -536,10 +536,10 @@ def test_library_raises_checkpoint_error(tmp_path, monkeypatch):
 
 def test_describe_never_prints_untrusted_structures():
     chain = pickle.loads(b"\x80\x04" + tuple_chain(64) + b".")  # repr: 2**64 steps
-    assert torch_pickle.describe(chain) == "<tuple>"
-    assert torch_pickle.describe("x" * 1000).endswith("...")
-    assert torch_pickle.describe(10 ** 400) == "<int of 1329 bits>"
-    assert torch_pickle.describe_error(KeyError(chain)) == "KeyError: <tuple>"
+    assert guard.describe(chain) == "<tuple>"
+    assert guard.describe("x" * 1000).endswith("...")
+    assert guard.describe(10 ** 400) == "<int of 1329 bits>"
+    assert guard.describe_error(KeyError(chain)) == "KeyError: <tuple>"
     assert str(CheckpointError("a\nb" + "c" * 5000)).startswith("a b")
     assert len(str(CheckpointError("c" * 5000))) < 700
 

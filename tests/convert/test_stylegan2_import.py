@@ -11,7 +11,7 @@ from rosinality import to_rosinality
 import jaxfair
 from jaxfair.convert import formats, torch_pickle
 from jaxfair.convert import stylegan2 as sg_import
-from jaxfair.convert.torch_pickle import CheckpointError
+from jaxfair.convert.guard import CheckpointError
 from jaxfair.io import checkpoints
 
 

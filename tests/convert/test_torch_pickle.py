@@ -10,7 +10,7 @@ import pytest
 import torch_writer
 
 from jaxfair.convert import torch_pickle
-from jaxfair.convert.torch_pickle import CheckpointError
+from jaxfair.convert.guard import CheckpointError
 
 
 class _Evil:

@@ -13,8 +13,8 @@ from jaxfair.dataset import format as fmt
 from jaxfair.dataset import manifest, verify, writer
 from jaxfair.dataset.lock import LOCK
 from jaxfair.dataset.reader import Dataset, DatasetError
+from jaxfair.dataset.writer import UnitOutput
 from jaxfair.pipeline.plan import Unit
-from jaxfair.pipeline.worker import UnitOutput
 
 SCHEMA = {"tone": ["light", "dark"]}
 

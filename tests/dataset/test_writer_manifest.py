@@ -9,8 +9,8 @@ from PIL import Image
 
 from jaxfair.dataset import format as fmt
 from jaxfair.dataset import manifest, writer
+from jaxfair.dataset.writer import UnitOutput
 from jaxfair.pipeline.plan import Plan, Unit
-from jaxfair.pipeline.worker import UnitOutput
 
 
 def read_json(path):

@@ -15,7 +15,7 @@ import jaxfair
 from jaxfair.distribution import fit as distribution
 from jaxfair.distribution import gmm as gmmlib
 from jaxfair.judge import attributes
-from jaxfair.lab import distribution_eval, hybrid
+from jaxfair.lab import distribution_eval, hybrid, measure
 from jaxfair.models import autoencoder as ae
 from jaxfair.search import spaces, strategies
 
@@ -83,7 +83,7 @@ def test_each_search_starts_from_one_component_with_its_spread(fitted, evaluated
 
 def test_first_accept():
     accepted = np.array([[0, 0, 0], [0, 3, 0], [1, 0, 0]])
-    assert hybrid.first_accept(accepted) == [2, 1, None]
+    assert measure.first_accept(accepted) == [2, 1, None]
 
 
 @pytest.fixture(scope="module")
