@@ -392,10 +392,42 @@ def test_resumed_sample_stream_equals_the_tail(dataset):
         assert tail == full[start:]
 
 
-def test_cli_bad_input_one_line(dataset, tmp_path):
+def test_cli_bad_input_one_line(dataset, tmp_path, monkeypatch):
     (tmp_path / "x").write_text("1")
-    res = subprocess.run([sys.executable, "-m", "jaxfair.export", f"--dataset={dataset['root']}",
-                          "--format=webdataset", f"--out={tmp_path}"], cwd=ROOT,
+    cmd = [sys.executable, "-m", "jaxfair.export", f"--dataset={dataset['root']}"]
+    res = subprocess.run(cmd + ["--format=webdataset", f"--out={tmp_path}"], cwd=ROOT,
                          capture_output=True, text=True)
     assert res.returncode == 2 and res.stderr.count("\n") == 1
     assert "exists and is not empty" in res.stderr
+    # A partial export (stopped after its first part), then the command with other arguments.
+    add = common.IndexWriter.add
+    rows = []
+
+    def stop(self, sample, location):
+        rows.append(1)
+        if len(rows) > 12:
+            raise KeyboardInterrupt
+        add(self, sample, location)
+
+    monkeypatch.setattr(common.IndexWriter, "add", stop)
+    out = tmp_path / "p"
+    with pytest.raises(KeyboardInterrupt):
+        export(dataset["root"], "recordio", str(out), shard_bytes=SHARD, log=lambda m: None)
+    before = _tree(str(tmp_path / "p.partial"))
+    assert ".progress.jsonl" in before and not out.exists()
+    res = subprocess.run(cmd + ["--format=recordio", f"--out={out}", "--crop=arcface112",
+                                f"--shard_bytes={SHARD}"], cwd=ROOT, capture_output=True,
+                         text=True)
+    assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
+    assert "partial export of other arguments" in res.stderr and "crop: 'none'" in res.stderr
+    assert _tree(str(tmp_path / "p.partial")) == before and not out.exists()
+
+
+def test_second_export_on_a_running_partial_is_refused(dataset, tmp_path):
+    from jaxfair.dataset import lock as lock_lib
+
+    out = str(tmp_path / "o")
+    # As a running export holds it:
+    with lock_lib.hold(out + ".partial"), pytest.raises(lock_lib.WorkdirBusy, match="in use"):
+        export(dataset["root"], "arrayrecord", out, log=lambda m: None)
+    assert not os.path.exists(out)
