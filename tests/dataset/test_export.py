@@ -431,3 +431,32 @@ def test_second_export_on_a_running_partial_is_refused(dataset, tmp_path):
     with lock_lib.hold(out + ".partial"), pytest.raises(lock_lib.WorkdirBusy, match="in use"):
         export(dataset["root"], "arrayrecord", out, log=lambda m: None)
     assert not os.path.exists(out)
+
+
+def test_restart_replaces_a_stale_export(dataset, exported, tmp_path, monkeypatch):
+    """stale='restart' (the main job's own export): an export of other arguments, finished
+    or partial, is removed and the export made anew."""
+    out = str(tmp_path / "o")
+    export(dataset["root"], "arrayrecord", out, val_fraction=VAL, log=lambda m: None)
+    export(dataset["root"], "arrayrecord", out, val_fraction=VAL, shard_bytes=SHARD,
+           stale="restart", log=lambda m: None)
+    assert _tree(out) == _tree(exported["arrayrecord"][0])
+    add = common.IndexWriter.add
+    rows = []
+
+    def stop(self, sample, location):
+        rows.append(1)
+        if len(rows) > 12:
+            raise KeyboardInterrupt
+        add(self, sample, location)
+
+    monkeypatch.setattr(common.IndexWriter, "add", stop)
+    out = str(tmp_path / "r")
+    with pytest.raises(KeyboardInterrupt):
+        export(dataset["root"], "recordio", out, val_fraction=VAL, shard_bytes=10_000,
+               log=lambda m: None)
+    monkeypatch.undo()
+    s = export(dataset["root"], "recordio", out, val_fraction=VAL, shard_bytes=SHARD,
+               stale="restart", log=lambda m: None)
+    assert s["resumed_parts"] == 0 and not os.path.exists(out + ".partial")
+    assert _tree(out) == _tree(exported["recordio"][0])
