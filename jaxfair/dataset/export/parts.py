@@ -236,14 +236,16 @@ class Partial:
         for name in os.listdir(self.path):
             if name.startswith(".index-"):
                 os.remove(os.path.join(self.path, name))
-        lock_lib.release(self._lock)
+        self.abandon()
         if os.path.isdir(out):
             os.rmdir(out)  # empty (checked by the caller): rename cannot replace it everywhere
         os.replace(self.path, out)
 
     def abandon(self) -> None:
-        """Unlocks, leaving the directory for a later run to resume."""
-        lock_lib.release(self._lock)
+        """Unlocks (once), leaving the directory for a later run to resume."""
+        if self._lock is not None:
+            lock_lib.release(self._lock)
+            self._lock = None
 
 
 def finished_summary(path: str, header: dict) -> dict | None:
