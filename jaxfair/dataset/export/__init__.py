@@ -98,6 +98,10 @@ def export(dataset: str, fmt: str, out: str, crop: str = "none", image_format: s
               "image_format": fmt_img, "val_fraction": val_fraction,
               "shard_bytes": shard_bytes}
     start = time.perf_counter()
+    if common._EXT.get(ds.plan["image_format"]) is None:
+        raise ExportError(f"{ds.path}: image_format is {ds.plan['image_format']!r}: the "
+                          "dataset holds no images to export")
+    s = common.survey(ds, val_fraction)  # before anything is written or removed
     if os.path.exists(out) and (not os.path.isdir(out) or os.listdir(out)):
         done = parts.finished_summary(out, header) if os.path.isdir(out) else None
         if done is not None:
@@ -107,16 +111,11 @@ def export(dataset: str, fmt: str, out: str, crop: str = "none", image_format: s
             raise ExportError(f"{out} exists and is not empty (and is not this export); "
                               "choose a new --out")
         shutil.rmtree(out)  # the main job's own export of an older state of its dataset
-    s = common.survey(ds, val_fraction)
-    if common._EXT.get(ds.plan["image_format"]) is None:
-        raise ExportError(f"{ds.path}: image_format is {ds.plan['image_format']!r}: the "
-                          "dataset holds no images to export")
     partial = parts.Partial.open(out, header, stale, log)
     resumed = len(partial.parts)
     try:
         if not partial.complete:
-            _write(ds, s, partial, header, crop, fmt_img, shard_bytes, batch,
-                             threads, log)
+            _write(ds, s, partial, header, crop, fmt_img, shard_bytes, batch, threads, log)
         partial.finish(out)
     except BaseException:
         partial.abandon()  # kept: the same command resumes it
