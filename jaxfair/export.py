@@ -5,8 +5,11 @@ r"""Export a finished dataset for training: ``python -m jaxfair.export``.
 
 Formats: webdataset (tar shards), arrayrecord (grain), recordio (insightface train.rec /
 train.idx / property), imagefolder (one folder per identity + metadata.jsonl); each with
-index.parquet and pairs.parquet (docs/datasets.md). The export is atomic: it appears
-complete at --out or not at all. Bad input: one line on stderr, exit status 2.
+index.parquet and pairs.parquet (docs/datasets.md). The export is resumable and atomic: it
+is written in parts into OUT.partial; after a kill the same command continues from the
+last finished part, and OUT appears complete or not at all. Bad input (an unknown format,
+a non-empty --out that is not this export, an OUT.partial of other arguments): one line
+on stderr, exit status 2.
 """
 
 from __future__ import annotations
@@ -26,8 +29,9 @@ _CROP = flags.DEFINE_enum("crop", "none", list(CROPS), "Crop written (arcface112
 _IMAGE_FORMAT = flags.DEFINE_enum("image_format", "", ["", "jpg", "png"],
                                   "Encoding of the written images ('': the dataset's own).")
 _VAL = flags.DEFINE_float("val_fraction", 0.1, "Share of identities in the val split.")
-_SHARD_BYTES = flags.DEFINE_integer("shard_bytes", 10**9, "Target shard size (webdataset, "
-                                    "arrayrecord).")
+_SHARD_BYTES = flags.DEFINE_integer("shard_bytes", 10**9, "Image bytes per export part, cut at "
+                                    "the next identity (one webdataset / arrayrecord file "
+                                    "per part; resume granularity).")
 
 PROG = "jaxfair.export"
 
@@ -41,7 +45,9 @@ def main():
         cli.fail(PROG, e)
     print(f"wrote {s['images']} images of {s['identities']} identities ({s['format']}, crop "
           f"{s['crop']}, {s['image_format']}) to {_OUT.value}: {s['bytes'] / 1e6:.1f} MB in "
-          f"{s['seconds']:.1f} s; {s['val_identities']} val identities, {s['pairs']} pairs")
+          f"{s['seconds']:.1f} s; {s['val_identities']} val identities, {s['pairs']} pairs"
+          + (f"; resumed after {s['resumed_parts']} finished parts" if s["resumed_parts"]
+             else ""))
 
 
 if __name__ == "__main__":

@@ -63,13 +63,13 @@ def fingerprint_config(config: dict) -> dict:
     return out
 
 
-def _diff(a, b, prefix="") -> str | None:
+def first_difference(a, b, prefix="") -> str | None:
     """The first differing key path of two JSON-like values, with both values."""
     if isinstance(a, dict) and isinstance(b, dict):
         for k in sorted(set(a) | set(b)):
             if k not in a or k not in b:
                 return f"{prefix}{k}"
-            d = _diff(a[k], b[k], f"{prefix}{k}.")
+            d = first_difference(a[k], b[k], f"{prefix}{k}.")
             if d:
                 return d
         return None
@@ -95,8 +95,8 @@ def prepare(workdir: str, header: dict, overwrite: bool) -> None:
                 raise PlanMismatch(f"{path}: unreadable ({e}); rerun with --overwrite to "
                                    f"replace the dataset, or choose another --workdir") from None
             old = {}
-        diff = _diff({k: v for k, v in old.items() if k != "jaxfair_version"},
-                     {k: v for k, v in header.items() if k != "jaxfair_version"})
+        diff = first_difference({k: v for k, v in old.items() if k != "jaxfair_version"},
+                                {k: v for k, v in header.items() if k != "jaxfair_version"})
         if diff is None:
             return
         if not overwrite:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import shutil
 from collections.abc import Callable
 
 import jax
@@ -193,12 +192,14 @@ def _run(config: ml_collections.ConfigDict, workdir: str, overwrite: bool,
         result = _finalize(config, workdir, head, plan, worker, log)
         if config.get("output_format"):
             dest = f"{workdir}/export-{config.output_format}"
-            # A pure function of the finished dataset: a resumed or overwritten run redoes it.
-            shutil.rmtree(dest, ignore_errors=True)
-            s = export_lib.export(workdir, config.output_format, dest,
-                                  crop="none", log=log)
-            log(f"exported {s['images']} images to {workdir}/export-{config.output_format} "
-                f"in {s['seconds']:.1f} s")
+            # From the finished dataset (its identity numbering and near-duplicates are
+            # only final now); resumable: a rerun continues a killed export, skips a done one
+            # and redoes one of an older state of the dataset (stale="restart").
+            s = export_lib.export(workdir, config.output_format, dest, crop="none",
+                                  stale="restart", log=log)
+            log(f"exported {s['images']} images to {dest} in {s['seconds']:.1f} s"
+                + (f" (resumed after {s['resumed_parts']} parts)" if s["resumed_parts"]
+                   else ""))
     distributed.barrier("manifest")
     return result
 

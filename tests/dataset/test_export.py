@@ -244,7 +244,7 @@ def test_arcface_crop_export(dataset, tmp_path):
         assert np.abs(got.astype(int) - want).max() <= 1  # same crop (batching rounding)
 
 
-def test_refusals_leave_nothing(dataset, tmp_path, monkeypatch):
+def test_refusals_leave_nothing(dataset, exported, tmp_path, monkeypatch):
     busy = tmp_path / "busy"
     busy.mkdir()
     (busy / "x").write_text("keep")
@@ -261,27 +261,202 @@ def test_refusals_leave_nothing(dataset, tmp_path, monkeypatch):
     with pytest.raises(ExportError, match="already cropped"):
         export(str(cropped), "webdataset", str(tmp_path / "c"), crop="arcface112")
     shutil.rmtree(cropped)
-    # A failure half-way removes the temporary directory and writes no OUT.
+    # A failure half-way writes no OUT and keeps the finished parts for the same command.
     from jaxfair.dataset.export import webdataset as wds_export
 
     calls = []
+    write = wds_export.Writer.write
 
     def boom(self, s):
         calls.append(s)
-        if len(calls) > 5:
+        if len(calls) > 20:
             raise OSError("disk full")
-        return "x"
+        return write(self, s)
 
     monkeypatch.setattr(wds_export.Writer, "write", boom)
     with pytest.raises(OSError, match="disk full"):
-        export(dataset["root"], "webdataset", str(tmp_path / "b"), log=lambda m: None)
-    assert sorted(os.listdir(tmp_path)) == ["busy"]
+        export(dataset["root"], "webdataset", str(tmp_path / "b"), val_fraction=VAL,
+               shard_bytes=SHARD, log=lambda m: None)
+    assert sorted(os.listdir(tmp_path)) == ["b.partial", "busy"]
+    # The same partial export with other arguments: refused, left as it is.
+    before = _tree(str(tmp_path / "b.partial"))
+    with pytest.raises(ExportError, match=r"other arguments .*shard_bytes: 20000 -> 30000"):
+        export(dataset["root"], "webdataset", str(tmp_path / "b"), val_fraction=VAL,
+               shard_bytes=30_000)
+    with pytest.raises(ExportError, match=r"format: 'webdataset' -> 'arrayrecord'"):
+        export(dataset["root"], "arrayrecord", str(tmp_path / "b"), val_fraction=VAL,
+               shard_bytes=SHARD)
+    assert _tree(str(tmp_path / "b.partial")) == before
+    monkeypatch.undo()
+    s = export(dataset["root"], "webdataset", str(tmp_path / "b"), val_fraction=VAL,
+               shard_bytes=SHARD, log=lambda m: None)
+    assert s["resumed_parts"] >= 1 and sorted(os.listdir(tmp_path)) == ["b", "busy"]
+    assert _tree(str(tmp_path / "b")) == _tree(exported["webdataset"][0])
+    # Done already: the same command changes nothing; other arguments are refused.
+    again = export(dataset["root"], "webdataset", str(tmp_path / "b"), val_fraction=VAL,
+                   shard_bytes=SHARD, log=lambda m: None)
+    assert again["images"] == 36 and again["seconds"] == 0.0
+    with pytest.raises(ExportError, match="not empty"):
+        export(dataset["root"], "webdataset", str(tmp_path / "b"), val_fraction=0.2)
 
 
-def test_cli_bad_input_one_line(dataset, tmp_path):
+def _tree(root):
+    """{relative path: bytes} of every file under root."""
+    out = {}
+    for d, _, files in os.walk(root):
+        for f in files:
+            with open(os.path.join(d, f), "rb") as fh:
+                out[os.path.relpath(os.path.join(d, f), root)] = fh.read()
+    return out
+
+
+# Run in a subprocess: the export kills itself (SIGKILL, no cleanup of any kind) at a
+# chosen point: after the n-th sample's index row (mid-part), after the n-th committed
+# part, or while merging the index once every part is done.
+_KILLER = """
+import os, signal, sys
+from jaxfair.dataset.export import common, export, parts
+root, fmt, out, where, n, val, shard = sys.argv[1:8]
+seen = []
+def hook(orig):
+    def f(*a, **k):
+        r = orig(*a, **k)
+        seen.append(1)
+        if len(seen) == int(n):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return r
+    return f
+if where == "sample":
+    common.IndexWriter.add = hook(common.IndexWriter.add)
+elif where == "commit":
+    parts.Partial.commit = hook(parts.Partial.commit)
+else:
+    def merge(*a, **k):
+        os.kill(os.getpid(), signal.SIGKILL)
+    common.merge_index = merge
+export(root, fmt, out, val_fraction=float(val), shard_bytes=int(shard), log=lambda m: None)
+"""
+
+
+@pytest.mark.parametrize("fmt,where,n", [("webdataset", "sample", 28),
+                                         ("arrayrecord", "finish", 0),
+                                         ("recordio", "sample", 17),
+                                         ("imagefolder", "commit", 3)])
+def test_killed_export_resumes_byte_identical(dataset, exported, tmp_path, fmt, where, n):
+    out = str(tmp_path / "out")
+    res = subprocess.run([sys.executable, "-c", _KILLER, dataset["root"], fmt, out, where,
+                          str(n), str(VAL), str(SHARD)], cwd=ROOT, capture_output=True,
+                         text=True)
+    assert res.returncode == -9, res.stderr
+    partial = out + ".partial"
+    assert not os.path.exists(out) and os.path.isdir(partial)
+    with open(os.path.join(partial, ".progress.jsonl")) as f:
+        finished = len(f.readlines()) - 1
+    assert finished >= 2
+    logs = []
+    if fmt == "webdataset":  # a finished part damaged after the kill: redone from there
+        with open(os.path.join(partial, "shard-000001.tar"), "r+b") as f:
+            f.seek(600)
+            byte = f.read(1)
+            f.seek(600)
+            f.write(bytes([byte[0] ^ 1]))
+    if fmt == "recordio":  # a progress line torn by the kill is ignored
+        with open(os.path.join(partial, ".progress.jsonl"), "a") as f:
+            f.write('{"part": 99, "end"')
+    s = export(dataset["root"], fmt, out, val_fraction=VAL, shard_bytes=SHARD, log=logs.append)
+    assert not os.path.exists(partial) and s["images"] == 36
+    if fmt == "webdataset":
+        assert s["resumed_parts"] == 1 and "part 1 damaged" in logs[0]
+    else:
+        assert s["resumed_parts"] == finished
+    if fmt in exported:
+        clean = exported[fmt][0]
+    else:
+        clean = str(tmp_path / "clean")
+        export(dataset["root"], fmt, clean, val_fraction=VAL, shard_bytes=SHARD,
+               log=lambda m: None)
+    got, want = _tree(out), _tree(clean)
+    assert sorted(got) == sorted(want) and len(want) > 5
+    assert got == want  # every file byte for byte
+
+
+def test_resumed_sample_stream_equals_the_tail(dataset):
+    """Skipping samples (resume) must not change the ones after: same crop batches."""
+    ds = Dataset.open(dataset["root"])
+    s = common.survey(ds, VAL)
+    full = [(x.key, x.image) for x in common.samples(ds, s, "arcface112", "png", batch=4)]
+    assert len(full) == 36
+    for start in (5, 14):
+        tail = [(x.key, x.image) for x in common.samples(ds, s, "arcface112", "png", batch=4,
+                                                          start=start)]
+        assert tail == full[start:]
+
+
+def test_cli_bad_input_one_line(dataset, tmp_path, monkeypatch):
     (tmp_path / "x").write_text("1")
-    res = subprocess.run([sys.executable, "-m", "jaxfair.export", f"--dataset={dataset['root']}",
-                          "--format=webdataset", f"--out={tmp_path}"], cwd=ROOT,
+    cmd = [sys.executable, "-m", "jaxfair.export", f"--dataset={dataset['root']}"]
+    res = subprocess.run(cmd + ["--format=webdataset", f"--out={tmp_path}"], cwd=ROOT,
                          capture_output=True, text=True)
     assert res.returncode == 2 and res.stderr.count("\n") == 1
     assert "exists and is not empty" in res.stderr
+    # A partial export (stopped after its first part), then the command with other arguments.
+    add = common.IndexWriter.add
+    rows = []
+
+    def stop(self, sample, location):
+        rows.append(1)
+        if len(rows) > 12:
+            raise KeyboardInterrupt
+        add(self, sample, location)
+
+    monkeypatch.setattr(common.IndexWriter, "add", stop)
+    out = tmp_path / "p"
+    with pytest.raises(KeyboardInterrupt):
+        export(dataset["root"], "recordio", str(out), shard_bytes=SHARD, log=lambda m: None)
+    before = _tree(str(tmp_path / "p.partial"))
+    assert ".progress.jsonl" in before and not out.exists()
+    res = subprocess.run(cmd + ["--format=recordio", f"--out={out}", "--crop=arcface112",
+                                f"--shard_bytes={SHARD}"], cwd=ROOT, capture_output=True,
+                         text=True)
+    assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
+    assert "partial export of other arguments" in res.stderr and "crop: 'none'" in res.stderr
+    assert _tree(str(tmp_path / "p.partial")) == before and not out.exists()
+
+
+def test_second_export_on_a_running_partial_is_refused(dataset, tmp_path):
+    from jaxfair.dataset import lock as lock_lib
+
+    out = str(tmp_path / "o")
+    # As a running export holds it:
+    with lock_lib.hold(out + ".partial"), pytest.raises(lock_lib.WorkdirBusy, match="in use"):
+        export(dataset["root"], "arrayrecord", out, log=lambda m: None)
+    assert not os.path.exists(out)
+
+
+def test_restart_replaces_a_stale_export(dataset, exported, tmp_path, monkeypatch):
+    """stale='restart' (the main job's own export): an export of other arguments, finished
+    or partial, is removed and the export made anew."""
+    out = str(tmp_path / "o")
+    export(dataset["root"], "arrayrecord", out, val_fraction=VAL, log=lambda m: None)
+    export(dataset["root"], "arrayrecord", out, val_fraction=VAL, shard_bytes=SHARD,
+           stale="restart", log=lambda m: None)
+    assert _tree(out) == _tree(exported["arrayrecord"][0])
+    add = common.IndexWriter.add
+    rows = []
+
+    def stop(self, sample, location):
+        rows.append(1)
+        if len(rows) > 12:
+            raise KeyboardInterrupt
+        add(self, sample, location)
+
+    monkeypatch.setattr(common.IndexWriter, "add", stop)
+    out = str(tmp_path / "r")
+    with pytest.raises(KeyboardInterrupt):
+        export(dataset["root"], "recordio", out, val_fraction=VAL, shard_bytes=10_000,
+               log=lambda m: None)
+    monkeypatch.undo()
+    s = export(dataset["root"], "recordio", out, val_fraction=VAL, shard_bytes=SHARD,
+               stale="restart", log=lambda m: None)
+    assert s["resumed_parts"] == 0 and not os.path.exists(out + ".partial")
+    assert _tree(out) == _tree(exported["recordio"][0])

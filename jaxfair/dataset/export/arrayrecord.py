@@ -1,7 +1,7 @@
 """array_record export (grain / JAX input pipelines): ``data-NNNNN.array_record`` files.
 
-Each file holds about ``shard_bytes`` of records, written with ``group_size:1`` (random
-access to any record, what grain's samplers do). One record = one image::
+Each file is one export part (about ``shard_bytes`` of records), written with
+``group_size:1`` (random access to any record, what grain's samplers do). One record = one image::
 
   b"JXF1" | uint32 little-endian n | n bytes of UTF-8 JSON (common.sample_meta) | image
 
@@ -15,6 +15,7 @@ import json
 import os
 import struct
 
+from jaxfair.dataset.export import parts
 from jaxfair.dataset.export.common import Sample
 
 MAGIC = b"JXF1"
@@ -35,27 +36,29 @@ def decode(record: bytes) -> tuple[dict, bytes]:
 
 
 class Writer:
-    def __init__(self, root: str, ds, survey, shard_bytes: int):
-        self.root, self.shard_bytes = root, shard_bytes
-        self._writer, self._file, self._bytes, self._index = None, -1, 0, 0
+    def __init__(self, root: str, ds, survey, state: dict | None):
+        self.root = root
+        self._writer = self._name = None
+        self._index = 0
 
-    def write(self, s: Sample) -> str:
+    def begin(self, part: int) -> None:
         from array_record.python.array_record_module import ArrayRecordWriter
 
-        if self._writer is None or self._bytes >= self.shard_bytes:
-            if self._writer is not None:
-                self._writer.close()
-            self._file += 1
-            self._bytes = self._index = 0
-            self._writer = ArrayRecordWriter(os.path.join(self.root, PATTERN % self._file),
-                                             "group_size:1")
-        rec = encode(s.meta, s.image)
-        self._writer.write(rec)
-        self._bytes += len(rec)
-        self._index += 1
-        return f"{PATTERN % self._file}:{self._index - 1}"
+        self._name, self._index = PATTERN % part, 0
+        self._writer = ArrayRecordWriter(os.path.join(self.root, self._name), "group_size:1")
 
-    def close(self) -> dict:
-        if self._writer is not None:
-            self._writer.close()
-        return {"files": self._file + 1}
+    def write(self, s: Sample) -> str:
+        self._writer.write(encode(s.meta, s.image))
+        self._index += 1
+        return f"{self._name}:{self._index - 1}"
+
+    def end(self) -> list[dict]:
+        self._writer.close()
+        parts.fsync(os.path.join(self.root, self._name))
+        return [parts.file_piece(self.root, self._name)]
+
+    def state(self) -> dict:
+        return {}
+
+    def finish(self, num_parts: int) -> dict:
+        return {"files": num_parts}

@@ -35,6 +35,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from jaxfair.dataset.reader import Dataset, DatasetError
+from jaxfair.errors import JaxfairError
 from jaxfair.io import images as imlib
 
 INDEX, PAIRS = "index.parquet", "pairs.parquet"
@@ -42,7 +43,7 @@ IMAGE_FORMATS = ("jpg", "png")
 _EXT = {"jpg": "jpg", "jpeg": "jpg", "png": "png"}
 
 
-class ExportError(ValueError):
+class ExportError(JaxfairError, ValueError):
     """Bad export input (the message is one line)."""
 
 
@@ -56,7 +57,8 @@ def split_of(identity: str, val_fraction: float) -> str:
 class Survey:
     """The dataset's identities: ``index`` {identity: index}, ``group`` {identity: group},
     ``count`` {identity: images}, ``split`` {identity: split}, ``groups`` (plan order),
-    ``val_keys`` {identity: [record ids]} for validation identities, ``images`` total."""
+    ``val_keys`` {identity: [record ids]} for validation identities, ``images`` total,
+    ``order`` the identities in the order ``samples`` emits them."""
 
     index: dict[str, int]
     group: dict[str, str]
@@ -65,23 +67,26 @@ class Survey:
     groups: tuple[str, ...]
     val_keys: dict[str, list[str]]
     images: int
+    order: tuple[str, ...]
 
 
 def survey(ds: Dataset, val_fraction: float) -> Survey:
     """First pass over the records (no images read)."""
-    group, count, val_keys = {}, {}, {}
+    group, count, unit, val_keys = {}, {}, {}, {}
     for r in ds.records():
         i = r["identity"]
         group[i] = r["group"]
         count[i] = count.get(i, 0) + 1
+        unit[i] = r["unit"]
         if split_of(i, val_fraction) == "val":
             val_keys.setdefault(i, []).append(r["id"])
     if not count:
         raise ExportError(f"{ds.path}: the dataset has no finished records to export")
     ids = sorted(count)
-    return Survey({i: k for k, i in enumerate(ids)}, group, count,
-                  {i: split_of(i, val_fraction) for i in ids}, tuple(ds.groups), val_keys,
-                  sum(count.values()))
+    index = {i: k for k, i in enumerate(ids)}
+    return Survey(index, group, count, {i: split_of(i, val_fraction) for i in ids},
+                  tuple(ds.groups), val_keys, sum(count.values()),
+                  tuple(sorted(ids, key=lambda i: (unit[i], index[i]))))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,10 +152,13 @@ class _Converter:
 
 
 def samples(ds: Dataset, s: Survey, crop: str, fmt: str, batch: int = 64,
-            threads: int = 2) -> Iterator[Sample]:
+            threads: int = 2, start: int = 0) -> Iterator[Sample]:
     """Second pass: every kept record as a Sample, shard by shard, identities contiguous.
 
     Image bytes are the dataset's own file when neither ``crop`` nor ``fmt`` changes them.
+    The first ``start`` samples are skipped without reading their images (a resumed
+    export); batches of ``batch`` images start at the first sample of each shard, skipped
+    or not, so a conversion sees the same batches either way.
     """
     src_fmt = _EXT.get(ds.plan["image_format"])
     if src_fmt is None:
@@ -159,22 +167,31 @@ def samples(ds: Dataset, s: Survey, crop: str, fmt: str, batch: int = 64,
     convert = None if (crop == "none" and fmt == src_fmt) else _Converter(crop, fmt, batch,
                                                                           threads)
     pending: list[dict] = []
+    skip = start
+
+    def flush():
+        nonlocal skip
+        n = len(pending)
+        out = _emit(ds, s, pending, convert, fmt, batch, min(skip, n)) if n > skip else ()
+        skip = max(0, skip - n)
+        return out
+
     try:
         for r in ds.records():  # excluded records are already skipped
             if pending and r["unit"] != pending[-1]["unit"]:
-                yield from _emit(ds, s, pending, convert, fmt, batch)
+                yield from flush()
                 pending = []
             pending.append(r)
-        yield from _emit(ds, s, pending, convert, fmt, batch)
+        yield from flush()
     finally:
         if convert is not None:
             convert.close()
 
 
-def _emit(ds, s, records, convert, fmt, batch) -> Iterator[Sample]:
+def _emit(ds, s, records, convert, fmt, batch, skip) -> Iterator[Sample]:
     # Group by identity (stable: variations keep their order).
     records = sorted(records, key=lambda r: s.index[r["identity"]])
-    for start in range(0, len(records), batch):
+    for start in range(skip - skip % batch, len(records), batch):
         chunk = records[start:start + batch]
         blobs = []
         for r in chunk:
@@ -186,8 +203,9 @@ def _emit(ds, s, records, convert, fmt, batch) -> Iterator[Sample]:
                 raise DatasetError(f"{path}: cannot read image ({e.strerror})") from None
         if convert is not None:
             blobs = convert(blobs)
-        for r, b in zip(chunk, blobs):
-            yield Sample(r["id"], b, fmt, sample_meta(r, s))
+        for k, (r, b) in enumerate(zip(chunk, blobs)):
+            if start + k >= skip:
+                yield Sample(r["id"], b, fmt, sample_meta(r, s))
 
 
 def index_schema(ds: Dataset):
@@ -242,6 +260,17 @@ class IndexWriter:
     def close(self) -> None:
         self._flush()
         self._writer.close()
+
+
+def merge_index(paths: list[str], out: str, ds: Dataset) -> None:
+    """Concatenates index part files, in order, into ``out`` (their row groups kept)."""
+    import pyarrow.parquet as pq
+
+    with pq.ParquetWriter(out, index_schema(ds)) as writer:
+        for path in paths:
+            f = pq.ParquetFile(path)
+            for g in range(f.num_row_groups):
+                writer.write_table(f.read_row_group(g))
 
 
 def pairs(s: Survey, seed: int = 0) -> list[dict]:
