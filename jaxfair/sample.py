@@ -57,7 +57,8 @@ def main(command: str, config) -> None:
             counts = _COUNTS.value if _COUNTS.value is not None else dc.counts
             _print_draw(distribution_draw.draw(
                 workdir, counts, out, _VERIFY.value, dc.batch_size, dc.seed,
-                dc.max_draw_factor, dc.image_format, config.identity_radius, log=logging.info), out)
+                dc.max_draw_factor, dc.image_format, config.identity_radius, log=logging.info,
+                memory_budget_gb=config.memory_budget_gb), out)
 
 
 if __name__ == "__main__":

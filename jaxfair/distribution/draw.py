@@ -29,7 +29,7 @@ from jaxfair.distribution import gmm as gmmlib
 from jaxfair.distribution.fit import Fitted, load
 from jaxfair.io import atomic
 from jaxfair.io import images as imlib
-from jaxfair.judge import attributes, render
+from jaxfair.judge import attributes, render, sizing
 from jaxfair.judge.classifier import Classifier
 from jaxfair.models import autoencoder as ae
 from jaxfair.models import stylegan2 as sg
@@ -91,21 +91,46 @@ def group_index(text: str, schema: attributes.Schema, groups: tuple[str, ...]) -
 
 
 def make_draw_step(G: sg.Generator, C: Classifier, graphdef: nnx.GraphDef, batch_size: int,
-                   noise_mode: str):
+                   noise_mode: str, micro: int = 0):
     """Jitted ``(g_state, c_state, ae_state, mixture, target, key) -> (w, uint8 images,
-    probs, group mass [B], argmax-in-group [B])``; one compile serves every group."""
+    probs, group mass [B], argmax-in-group [B])``; one compile serves every group.
+    ``micro`` (< B, not with random noise): render and classify this many at a time
+    (``render.chunked``: the same draws)."""
+    if noise_mode == "random" and 0 < micro < batch_size:
+        raise ValueError("micro-batches need noise_mode const or none")
 
     @jax.jit
     def step(g_state, c_state, ae_state, mixture, target, key):
         kc, kn = jax.random.split(key)
         w = ae.decode(graphdef, ae_state, gmmlib.sample(kc, mixture, batch_size))
-        ws = jnp.broadcast_to(w[:, None], (batch_size, G.config.num_ws, G.config.w_dim))
-        img, probs, _ = render.judge(G.graphdef, g_state, C.graphdef, c_state, C.preprocess,
-                                     C.schema, ws, noise_mode, kn)
+
+        def rows(w):
+            ws = jnp.broadcast_to(w[:, None], (w.shape[0], G.config.num_ws, G.config.w_dim))
+            img, probs, _ = render.judge(G.graphdef, g_state, C.graphdef, c_state,
+                                         C.preprocess, C.schema, ws, noise_mode, kn)
+            return imlib.to_uint8(img), probs
+
+        img, probs = render.chunked(rows, w, micro)
         mass = render.group_masses(probs, attributes.stack_targets([target]))[0]
-        return w, imlib.to_uint8(img), probs, mass, attributes.in_target(probs, target)
+        return w, img, probs, mass, attributes.in_target(probs, target)
 
     return step
+
+
+def draw_factory(G: sg.Generator, C: Classifier, fitted: Fitted, batch_size: int,
+                 noise_mode: str):
+    """``micro -> (make_draw_step(..., micro), abstract arguments)`` for
+    ``sizing.size_step``."""
+    args = (sizing.abstract(G.state), sizing.abstract(C.state),
+            sizing.abstract(fitted.ae_state),
+            sizing.abstract(gmmlib.select(fitted.mixtures, 0)),
+            sizing.abstract(attributes.parse_target(fitted.groups[0], C.schema)),
+            jax.random.key(0))
+
+    def factory(micro):
+        return make_draw_step(G, C, fitted.ae_graphdef, batch_size, noise_mode, micro), args
+
+    return factory
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,8 +145,10 @@ class Sampler:
     batch_size: int
 
 
-def sampler(workdir: str, batch_size: int) -> Sampler:
-    """Loads the model in ``workdir``, its generator and classifier, and builds the step."""
+def sampler(workdir: str, batch_size: int, budget_bytes: int | None = None) -> Sampler:
+    """Loads the model in ``workdir``, its generator and classifier, and builds the step:
+    within ``budget_bytes`` per call (micro-batches, ``sizing.size_step``; random noise
+    runs whole batches), or as configured (None)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     fitted = load(workdir)
@@ -131,7 +158,10 @@ def sampler(workdir: str, batch_size: int) -> Sampler:
     if G.config.w_dim != fitted.ae_config.w_dim:
         raise ValueError(f"generator {meta['generator']} has w_dim {G.config.w_dim}, the "
                          f"autoencoder in {workdir} expects {fitted.ae_config.w_dim}")
-    step = make_draw_step(G, C, fitted.ae_graphdef, batch_size, meta["noise_mode"])
+    factory = draw_factory(G, C, fitted, batch_size, meta["noise_mode"])
+    step = (factory(batch_size)[0] if budget_bytes is None else sizing.size_step(
+        factory, budget_bytes, batch_size, "draw",
+        allowed=(batch_size,) if meta["noise_mode"] == "random" else None))
     return Sampler(workdir, fitted, G, C, step, batch_size)
 
 
@@ -202,7 +232,7 @@ def draw_groups(s: Sampler, plan: list[tuple[int, int]], verify: bool, seed: int
 
 def draw(workdir: str, counts: str, out: str, verify: bool, batch_size: int, seed: int,
          max_draw_factor: float, image_format: str = "png", identity_radius: float = 0.05,
-         log: Callable[[str], None] = print) -> dict:
+         log: Callable[[str], None] = print, memory_budget_gb: float = 0.0) -> dict:
     """Draws ``counts`` faces from the fitted model in ``workdir`` and writes them to ``out``.
 
     Output (``out``, atomic): ``images/<group>/<k>.<fmt>`` (unless image_format 'none'),
@@ -220,7 +250,10 @@ def draw(workdir: str, counts: str, out: str, verify: bool, batch_size: int, see
                          f"{image_format!r}")
     atomic.check_empty(out, "output directory")
     split_counts(counts)  # bad counts fail before the models load
-    s = sampler(workdir, batch_size)
+    s = sampler(workdir, batch_size, sizing.budget_bytes(memory_budget_gb)[0])
+    if isinstance(s.step, sizing.Sized):
+        log(f"draw step: batch {batch_size}, micro-batch {s.step.batch} "
+            f"({sizing.describe(s.step.memory)})")
     plan = parse_counts(counts, s.C.schema, s.fitted.groups)
     held = sum(c for _, c in plan) * 3 * s.G.config.img_resolution ** 2
     if held > MAX_DRAW_BYTES:

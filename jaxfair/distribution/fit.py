@@ -37,7 +37,7 @@ import jaxfair
 from jaxfair import train_loop as loop
 from jaxfair.distribution import gmm as gmmlib
 from jaxfair.io import checkpoints
-from jaxfair.judge import attributes, render
+from jaxfair.judge import attributes, render, sizing
 from jaxfair.judge.classifier import Classifier
 from jaxfair.models import autoencoder as ae
 from jaxfair.models import stylegan2 as sg
@@ -90,14 +90,15 @@ def model_groups(schema: attributes.Schema, dc: ml_collections.ConfigDict
 
 
 def make_label_step(G: sg.Generator, C: Classifier, batch_size: int, psi: float,
-                    noise_mode: str):
+                    noise_mode: str, micro: int = 0):
     """Jitted ``(g_state, c_state, key, targets) -> (w [B, w_dim], probs, masses [G, B])``.
 
     The rejection sampler's generate + classify step, keeping its w (every row of ws is the
     same w at psi 1; with truncation all rows are truncated alike when cutoff is None); the
     uint8 images it also returns are dropped (and so not computed) inside this jit.
+    ``micro``: render and classify this many at a time (``render.make_step``).
     """
-    step = render.make_step(G, C, batch_size, psi, noise_mode)
+    step = render.make_step(G, C, batch_size, psi, noise_mode, micro)
 
     @jax.jit
     def label(g_state, c_state, key, targets):
@@ -107,10 +108,33 @@ def make_label_step(G: sg.Generator, C: Classifier, batch_size: int, psi: float,
     return label
 
 
-def label(G, C, dc, targets, key, log) -> tuple[np.ndarray, dict, np.ndarray, float]:
+def label_factory(G: sg.Generator, C: Classifier, dc, num_targets: int):
+    """``micro -> (make_label_step(..., micro), abstract arguments)`` for
+    ``sizing.size_step`` (``num_targets`` stacked targets)."""
+    args = render.step_factory(G, C, dc.batch_size, dc.truncation_psi, dc.noise_mode,
+                               num_targets)(dc.batch_size)[1]
+
+    def factory(micro):
+        return make_label_step(G, C, dc.batch_size, dc.truncation_psi, dc.noise_mode,
+                               micro), args
+
+    return factory
+
+
+def label(G, C, dc, targets, key, log, budget_bytes: int | None = None
+          ) -> tuple[np.ndarray, dict, np.ndarray, float]:
     """Labels ``dc.num_samples`` latents. Returns (w [N, D], {attr: [N, K]}, masses [G, N],
-    samples/s)."""
-    step = make_label_step(G, C, dc.batch_size, dc.truncation_psi, dc.noise_mode)
+    samples/s). ``budget_bytes``: memory budget of one step call (micro-batches within it,
+    ``sizing.size_step``; random noise runs whole batches); None: whole batches."""
+    factory = label_factory(G, C, dc, jax.tree.leaves(targets)[0].shape[0])
+    if budget_bytes is None:
+        step = factory(dc.batch_size)[0]
+    else:
+        step = sizing.size_step(factory, budget_bytes, dc.batch_size, "label",
+                                allowed=(dc.batch_size,) if dc.noise_mode == "random"
+                                else None)
+        log(f"label step: batch {dc.batch_size}, micro-batch {step.batch} "
+            f"({sizing.describe(step.memory)})")
     n_batches = -(-dc.num_samples // dc.batch_size)
     out = []
     start = time.time()
@@ -194,7 +218,8 @@ def fit(config: ml_collections.ConfigDict, workdir: str,
     stacked = attributes.stack_targets(targets)
     key = jax.random.key(dc.seed)
     k_label, k_ae, k_em = jax.random.split(key, 3)
-    w, probs, masses, label_rate = label(G, C, dc, stacked, k_label, log)
+    w, probs, masses, label_rate = label(G, C, dc, stacked, k_label, log,
+                                         sizing.budget_bytes(config.memory_budget_gb)[0])
     members = masses >= dc.threshold  # [G, N]
     counts = members.sum(axis=1)
     short = [f"{n}: {c}" for n, c in zip(names, counts) if c < dc.min_group_samples]

@@ -9,7 +9,11 @@ jit (weights are arguments, graphdefs static). Around it:
   make_render  ws -> (probabilities, uint8 images) at full resolution in float32 (what a
                job writes);
   batched      the one host-side batching helper: a jitted function over N rows in
-               fixed-size, padded batches (one trace whatever N is).
+               fixed-size, padded batches (one trace whatever N is);
+  chunked      its in-jit twin: a batch function over N rows in micro-batches of M
+               (``lax.map``), so a step keeps its logical batch (its random draws) and
+               needs the memory of M rows (the micro-batch the memory budget allows,
+               jaxfair.judge.sizing).
 
 A sample belongs to group g when, for every attribute g constrains, the classifier's
 probability of g's classes is >= a threshold (> 0.5 makes groups disjoint): ``group_masses``.
@@ -28,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxfair.io import images as imlib
-from jaxfair.judge import attributes, classifier, crops
+from jaxfair.judge import attributes, classifier, crops, sizing
 from jaxfair.judge import preprocess as pp
 from jaxfair.models import stylegan2 as sg
 
@@ -71,24 +75,60 @@ def group_masses(probs: dict[str, jax.Array], targets: attributes.Target) -> jax
 
 
 def make_step(G: sg.Generator, C: classifier.Classifier, batch_size: int, psi: float,
-              noise_mode: str):
+              noise_mode: str, micro: int = 0):
     """Jitted ``(g_state, c_state, key, targets) -> (z, ws, uint8 images, probs, masses [G, B])``.
 
     The prior stream: z and noise keys from ``split(key)``. ``ws`` [B, num_ws, w_dim] is
     returned for callers that keep W (the distribution method's labelling); unused outputs
-    are pruned by XLA when the step is called inside another jit.
+    are pruned by XLA when the step is called inside another jit. ``micro`` (< B): render
+    and classify ``micro`` rows at a time (``chunked``; the same z), not with random noise.
     """
+    if noise_mode == "random" and 0 < micro < batch_size:
+        raise ValueError("micro-batches need noise_mode const or none (random noise is "
+                         "drawn for the whole batch)")
 
     @jax.jit
     def step(g_state, c_state, key, targets):
         kz, kn = jax.random.split(key)
         z = jax.random.normal(kz, (batch_size, G.config.z_dim))
-        ws = sg.mapping(G.graphdef, g_state, z, psi)
-        img, probs, _ = judge(G.graphdef, g_state, C.graphdef, c_state, C.preprocess,
-                              C.schema, ws, noise_mode, kn)
-        return z, ws, imlib.to_uint8(img), probs, group_masses(probs, targets)
+
+        def rows(z):
+            ws = sg.mapping(G.graphdef, g_state, z, psi)
+            img, probs, _ = judge(G.graphdef, g_state, C.graphdef, c_state, C.preprocess,
+                                  C.schema, ws, noise_mode, kn)
+            return ws, imlib.to_uint8(img), probs
+
+        ws, img, probs = chunked(rows, z, micro)
+        return z, ws, img, probs, group_masses(probs, targets)
 
     return step
+
+
+def step_factory(G: sg.Generator, C: classifier.Classifier, batch_size: int, psi: float,
+                 noise_mode: str, num_targets: int):
+    """``micro -> (make_step(..., micro), abstract arguments)`` for
+    ``jaxfair.judge.sizing.size_step``; ``num_targets`` stacked targets per call."""
+    targets = attributes.stack_targets([attributes.any_target(C.schema)] * num_targets)
+
+    def factory(micro):
+        return (make_step(G, C, batch_size, psi, noise_mode, micro),
+                (sizing.abstract(G.state), sizing.abstract(C.state), jax.random.key(0),
+                 sizing.abstract(targets)))
+
+    return factory
+
+
+def render_factory(G: sg.Generator, C: classifier.Classifier, noise_mode: str,
+                   crop: str = "none"):
+    """``batch -> (make_render(...), abstract arguments of a batch)`` for
+    ``jaxfair.judge.sizing.size_step`` (the render's batch is its memory: ``batched``)."""
+    render = make_render(G, C, noise_mode, crop)
+
+    def factory(b):
+        ws = jax.ShapeDtypeStruct((b, G.config.num_ws, G.config.w_dim), jnp.float32)
+        return render, (sizing.abstract(G.state), sizing.abstract(C.state), ws)
+
+    return factory
 
 
 def make_render(G: sg.Generator, C: classifier.Classifier, noise_mode: str,
@@ -127,3 +167,32 @@ def batched(fn: Callable[[np.ndarray], object], x: np.ndarray, batch_size: int):
         outs.append(jax.tree.map(lambda a, t=take: np.asarray(a)[:t],
                                  jax.device_get(fn(chunk))))
     return jax.tree.map(lambda *a: np.concatenate(a), *outs)
+
+
+def chunked(fn: Callable, rows, micro: int):
+    """``fn(rows)`` computed ``micro`` rows at a time inside a jit (``lax.map``).
+
+    Args:
+      fn: rows -> pytree of arrays with the same leading length (per-row results).
+      rows: pytree of arrays with a common leading length N.
+      micro: rows per call of ``fn``; 0 or >= N: one call (exactly ``fn(rows)``).
+
+    Returns:
+      ``fn(rows)``'s pytree, [N, ...] leaves. The last micro-batch is padded by repeating
+      its last row; padded rows are dropped. Per-row results equal ``fn``'s up to the float
+      rounding of another batch size (XLA picks kernels by shape: measured ~1e-6 on the
+      demo's probabilities).
+    """
+    n = jax.tree.leaves(rows)[0].shape[0]
+    if micro <= 0 or micro >= n:
+        return fn(rows)
+    chunks = -(-n // micro)
+
+    def split(x):
+        pad = chunks * micro - n
+        if pad:
+            x = jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)])
+        return x.reshape(chunks, micro, *x.shape[1:])
+
+    out = jax.lax.map(fn, jax.tree.map(split, rows))
+    return jax.tree.map(lambda y: y.reshape(chunks * micro, *y.shape[2:])[:n], out)

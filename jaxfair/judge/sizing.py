@@ -80,8 +80,17 @@ def compiled_memory(fn: Callable, args: Sequence[Any], batch: int = 0) -> StepMe
       args: positional arguments (pytrees) of one call.
       batch: recorded in the result.
     """
+    return _compile(fn, args, batch)[0]
+
+
+def _compile(fn: Callable, args: Sequence[Any], batch: int) -> tuple[StepMemory, Any]:
+    """(StepMemory, the compiled executable) of ``fn`` at ``args``."""
     jitted = fn if hasattr(fn, "lower") else jax.jit(fn)
     compiled = jitted.lower(*args).compile()
+    return _memory(compiled, batch), compiled
+
+
+def _memory(compiled, batch: int) -> StepMemory:
     mem = compiled.memory_analysis()
     if mem is not None:
         return StepMemory(batch, int(mem.argument_size_in_bytes),
@@ -119,17 +128,29 @@ def choose_batch(step_factory: Callable[[int], tuple[Callable, Sequence[Any]]],
     Raises:
       BudgetError: the smallest candidate needs more than the budget.
     """
+    batch, mem, _ = _choose(step_factory, budget_bytes, candidates, name)
+    return batch, mem
+
+
+def _choose(step_factory, budget_bytes: int, candidates: Sequence[int], name: str
+            ) -> tuple[int, StepMemory, tuple[Callable, Sequence[Any], Any]]:
+    """``choose_batch`` that also returns (fn, args, compiled executable) of the choice."""
     cands = sorted(set(int(c) for c in candidates))
     if not cands or cands[0] < 1:
         raise ValueError(f"candidates must be positive batch sizes, got {candidates}")
+    kept = {}
 
     def measure(b: int) -> StepMemory:
         fn, args = step_factory(b)
-        return compiled_memory(fn, args, b)
+        mem, compiled = _compile(fn, args, b)
+        if mem.total <= budget_bytes:  # only a fitting one can be the answer
+            kept.clear()
+            kept[b] = (fn, args, compiled)
+        return mem
 
     top = measure(cands[-1])
     if top.total <= budget_bytes:
-        return cands[-1], top
+        return cands[-1], top, kept[cands[-1]]
     lo, hi, best, smallest = 0, len(cands) - 2, None, top  # cands[hi + 1:] do not fit
     while lo <= hi:
         mid = (lo + hi) // 2
@@ -146,7 +167,7 @@ def choose_batch(step_factory: Callable[[int], tuple[Callable, Sequence[Any]]],
             f"at its smallest batch {cands[0]}, over the memory budget of {budget_bytes:,} "
             f"bytes ({budget_bytes / GIB:.2f} GiB); raise --config.memory_budget_gb or use "
             f"a smaller model")
-    return best.batch, best
+    return best.batch, best, kept[best.batch]
 
 
 def host_available_bytes(meminfo: str = "/proc/meminfo") -> int | None:
@@ -202,3 +223,59 @@ def describe(mem: StepMemory) -> str:
     return (f"{mem.total / GIB:.2f} GiB (arguments {mem.argument / GIB:.2f}, outputs "
             f"{mem.output / GIB:.2f}, temporaries {mem.temp / GIB:.2f})")
 
+
+
+def candidates(configured: int) -> tuple[int, ...]:
+    """The configured batch and every power of two below it (what a step may run at)."""
+    return tuple(sorted({configured} | {2 ** i for i in range(configured.bit_length())
+                                        if 2 ** i < configured}))
+
+
+def _signature(args: Sequence[Any]) -> tuple:
+    leaves, treedef = jax.tree.flatten(args)
+    return treedef, tuple((tuple(x.shape), x.dtype) for x in leaves)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Sized:
+    """A step at the batch chosen for the memory budget, compiled once.
+
+    Calls with the arguments' shapes of the sizing run the executable compiled while
+    sizing (no second compile); other shapes (e.g. the planner's narrower chain calls) go
+    through the jitted step.
+
+    Attributes:
+      name: the step's name in logs, the dry run and the manifest.
+      configured: the configured batch (the upper bound).
+      batch: the chosen batch (or micro-batch), <= configured.
+      memory: compiled memory at ``batch``.
+      jitted: the step at ``batch``; compiled: its executable for the sizing arguments.
+    """
+
+    name: str
+    configured: int
+    batch: int
+    memory: StepMemory
+    jitted: Callable
+    compiled: Any
+    signature: tuple
+
+    def __call__(self, *args):
+        if _signature(args) == self.signature:
+            return self.compiled(*args)
+        return self.jitted(*args)
+
+    def record(self) -> dict:
+        """{'configured', 'batch', 'compiled_bytes'} for logs and manifest.json."""
+        return {"configured": self.configured, "batch": self.batch,
+                "compiled_bytes": self.memory.total}
+
+
+def size_step(step_factory: Callable[[int], tuple[Callable, Sequence[Any]]],
+              budget_bytes: int, configured: int, name: str,
+              allowed: Sequence[int] | None = None) -> Sized:
+    """The step at the largest of ``candidates(configured)`` (or ``allowed``) that fits
+    ``budget_bytes``, compiled once (see ``choose_batch``; raises its BudgetError)."""
+    batch, mem, (fn, args, compiled) = _choose(
+        step_factory, budget_bytes, allowed or candidates(configured), name)
+    return Sized(name, configured, batch, mem, fn, compiled, _signature(args))

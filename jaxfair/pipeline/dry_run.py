@@ -5,37 +5,42 @@ Loads the two checkpoints (reading only), validates the config against the class
 schema, builds the plan (groups, units, steps) and compiles each batched step of the
 config's method with abstract arguments (``jax.ShapeDtypeStruct``: no batch is allocated
 or run), choosing for each the largest batch within the memory budget
-(``jaxfair.judge.sizing.choose_batch``) among the configured batch and the powers of two
-below it:
+(``jaxfair.judge.sizing.size_step``) among the configured batch and the powers of two
+below it. The factories are the run's own (one definition each), so the sizes printed are
+the ones a run with the same budget uses:
 
-  planner       stream   render-and-judge of ``planner.stream_batch`` prior samples
-                chains   ``planner.num_chains`` chains x ``planner.chain_steps`` steps
+  planner       stream   ``planner.stream_batch`` prior samples, rendered and judged in
+                         micro-batches of the chosen size (the same samples)
+                chains   ``planner.num_chains`` chains x ``planner.chain_steps`` steps, each
+                         step's proposals judged in micro-batches
   search        evaluate render-and-judge of one generation's candidates
                          (units_per_step x searches_per_unit x search.population_size, or
-                         search.eval_batch)
-  distribution  draw     ``distribution.batch_size`` mixture draws rendered and judged
+                         search.eval_batch) in micro-batches: reported only, the engine
+                         runs ``search.eval_batch`` as configured
+  distribution  label    ``distribution.batch_size`` prior samples labelled by ``sample fit``
+                draw     ``distribution.batch_size`` mixture draws rendered and judged (once
+                         a fitted model is in ``distribution.workdir``)
   every method  render   ``render_batch`` full-resolution renders, classified again
 
-Nothing is written: no work directory, no plan.json. The chosen sizes are reported, not
-applied (the configured ones run); a step whose smallest batch exceeds the budget is a
-``sizing.BudgetError`` (one line, exit 2).
+Nothing is written: no work directory, no plan.json. A step whose smallest batch exceeds
+the budget is a ``sizing.BudgetError`` (one line, exit 2).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 
 import jaxfair
 from jaxfair.judge import attributes, sizing
 from jaxfair.judge import render as render_lib
+from jaxfair.pipeline import finders
 from jaxfair.pipeline import plan as plan_lib
 from jaxfair.pipeline import run as run_lib
-from jaxfair.sampling import chains as chain_lib
 from jaxfair.sampling import stream as stream_lib
 from jaxfair.search import objective as obj
 
@@ -51,68 +56,38 @@ class StepSize:
     memory: sizing.StepMemory
 
 
-def candidates(configured: int) -> tuple[int, ...]:
-    """The configured batch and every power of two below it."""
-    return tuple(sorted({configured} | {2 ** i for i in range(configured.bit_length())
-                                        if 2 ** i < configured}))
-
-
 def step_factories(config: ml_collections.ConfigDict, G, C, groups: list[str]
                    ) -> list[tuple[str, str, int, Callable]]:
     """(name, config key, configured batch, batch -> (jitted fn, abstract args)) of every
-    batched step of ``config.method``."""
-    g_abs, c_abs = sizing.abstract(G.state), sizing.abstract(C.state)
-    key = jax.random.key(0)
-    targets = [attributes.parse_target(g, C.schema) for g in groups]
-    stacked = attributes.stack_targets(targets)
-    judge = stream_lib.Judge(G, C, obj.Objective(threshold=config.threshold,
-                                                 mode=config.search.accept_mode),
-                             config.truncation_psi, config.noise_mode)
-
-    def judge_step(b):
-        return stream_lib.make_stream_step(judge, b), (g_abs, c_abs, key, stacked)
-
-    def render_step(b):
-        ws = jax.ShapeDtypeStruct((b, G.config.num_ws, G.config.w_dim), jnp.float32)
-        return render_lib.make_render(G, C, config.noise_mode, config.crop), (g_abs, c_abs, ws)
-
+    batched step of ``config.method``: the factories the run sizes its steps with."""
     steps = []
     if config.method == "planner":
-        p = config.planner
-        steps.append(("stream", "planner.stream_batch", p.stream_batch, judge_step))
-        if p.num_chains:
-            run = chain_lib.make_chain_run(judge.accepts, p.chain_steps)
-            # The planner's span width: K - 1 directions per constrained attribute.
-            k = max(1, max(sum(len(a.classes) - 1 for a in C.schema.attributes
-                               if not bool(jnp.all(t.masks[a.name]))) for t in targets))
-
-            def chain_step(c):
-                chain_targets = attributes.stack_targets([targets[i % len(targets)]
-                                                          for i in range(c)])
-                d = G.config.z_dim
-                f32 = jnp.float32
-                # (targets, q, mu, chol, free step, period, z): chains.make_chain_run
-                return run, (g_abs, c_abs, key, chain_targets,
-                             jax.ShapeDtypeStruct((c, d, k), f32),
-                             jax.ShapeDtypeStruct((c, k), f32),
-                             jax.ShapeDtypeStruct((c, k, k), f32),
-                             jax.ShapeDtypeStruct((c,), f32),
-                             jax.ShapeDtypeStruct((c,), jnp.int32),
-                             jax.ShapeDtypeStruct((c, d), f32))
-
-            steps.append(("chains", "planner.num_chains", p.num_chains, chain_step))
+        steps += finders.create(config, G, C, groups).step_factories()
     elif config.method == "search":
         s = config.search
         n = s.eval_batch or config.units_per_step * config.searches_per_unit * s.population_size
-        steps.append(("evaluate", "search.eval_batch", n, judge_step))
+        judge = stream_lib.Judge(G, C, obj.Objective(threshold=config.threshold,
+                                                     mode=s.accept_mode),
+                                 config.truncation_psi, config.noise_mode)
+        targets = attributes.stack_targets([attributes.parse_target(g, C.schema)
+                                            for g in groups])
+        steps.append(("evaluate", "search.eval_batch", n,
+                      stream_lib.step_factory(judge, n, targets)))
     elif config.method == "distribution":
-        def draw_step(b):
-            return (render_lib.make_step(G, C, b, config.truncation_psi, config.noise_mode),
-                    (g_abs, c_abs, key, stacked))
+        from jaxfair.distribution import draw as draw_lib
+        from jaxfair.distribution import fit as fit_lib
 
-        steps.append(("draw", "distribution.batch_size", config.distribution.batch_size,
-                      draw_step))
-    steps.append(("render", "render_batch", config.render_batch, render_step))
+        dc = config.distribution
+        names = fit_lib.model_groups(C.schema, dc)[0]
+        steps.append(("label", "distribution.batch_size", dc.batch_size,
+                      fit_lib.label_factory(G, C, dc, len(names))))
+        if os.path.isdir(dc.workdir):
+            fitted = fit_lib.load(dc.workdir)
+            steps.append(("draw", "distribution.batch_size", dc.batch_size,
+                          draw_lib.draw_factory(G, C, fitted, dc.batch_size,
+                                                fitted.meta["noise_mode"])))
+    steps.append(("render", "render_batch", config.render_batch,
+                  render_lib.render_factory(G, C, config.noise_mode, config.crop)))
     return steps
 
 
@@ -141,10 +116,11 @@ def run(config: ml_collections.ConfigDict, log: Callable[[str], None] = print) -
     log(f"memory budget per step: {budget / sizing.GIB:.2f} GiB ({why})")
     sizes = []
     for name, setting, configured, factory in step_factories(config, G, C, groups):
-        chosen, mem = sizing.choose_batch(factory, budget, candidates(configured), name=name)
+        chosen, mem = sizing.choose_batch(factory, budget, sizing.candidates(configured),
+                                          name=name)
         sizes.append(StepSize(name, setting, configured, chosen, mem))
         verdict = ("fits" if chosen == configured else
-                   f"over budget at {configured}: largest fitting batch {chosen}")
+                   f"over budget at {configured}: runs {chosen} at a time")
         log(f"  {name:<9} {setting} = {configured}: {verdict}; compiled memory at "
             f"{chosen}: {sizing.describe(mem)}")
     return {"groups": groups, "units": len(plan.units), "steps": len(plan.steps),

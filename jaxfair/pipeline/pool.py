@@ -53,8 +53,9 @@ class PoolFinder:
     latent_space = "w"
 
     def __init__(self, config: ml_collections.ConfigDict, G, C, groups: list[str],
-                 prior, root: jax.Array):
-        """``root``: the planner's key (``keys.planner``)."""
+                 prior, root: jax.Array, budget_bytes: int | None = None):
+        """``root``: the planner's key (``keys.planner``); ``budget_bytes``: the memory
+        budget of one step (``Planner``)."""
         self.config, self.G, self.C, self.groups = config, G, C, groups
         self.prior = prior
         s = settings(config, len(groups))
@@ -63,8 +64,18 @@ class PoolFinder:
                                  config.truncation_psi, config.noise_mode)
         self.planner = planner_lib.Planner(s, G, C, judge, groups,
                                            float(np.asarray(prior.w_std)),
-                                           root)
+                                           root, budget_bytes)
         self.state: dict | None = None
+        self.progress = None  # (what, done, estimated total) -> None, set by the run
+
+    @property
+    def sizes(self) -> list:
+        """The planner's steps sized within the memory budget (``sizing.Sized``)."""
+        return self.planner.sizes
+
+    def step_factories(self) -> list:
+        """(name, config key, configured batch, factory) of the planner's batched steps."""
+        return self.planner.step_factories()
 
     @property
     def evaluations(self) -> dict[str, int]:
@@ -81,7 +92,10 @@ class PoolFinder:
             if state is not None:
                 log(f"planner: resuming after round {state['round']} "
                     f"({self.planner.evaluations(state)} evaluations)")
-            state = self.planner.run(state, lambda s: planner_lib.save(path, s), log)
+            report = self.progress
+            state = self.planner.run(
+                state, lambda s: planner_lib.save(path, s), log,
+                None if report is None else lambda d, t: report("planner evaluations", d, t))
             planner_lib.save(path, state)
         distributed.barrier("planner")
         self.state = planner_lib.load(path)

@@ -29,7 +29,7 @@ from jaxfair.dataset import lock as lock_lib
 from jaxfair.dataset import manifest, verify, writer
 from jaxfair.io import checkpoints
 from jaxfair.io import images as imlib
-from jaxfair.judge import attributes
+from jaxfair.judge import attributes, sizing
 from jaxfair.judge.crops import CROPS
 from jaxfair.pipeline import distributed, finders
 from jaxfair.pipeline import plan as plan_lib
@@ -143,12 +143,14 @@ def _run(config: ml_collections.ConfigDict, workdir: str, overwrite: bool,
               attributes.enumerate_groups(C.schema, tuple(config.attributes))]
     plan = plan_lib.Plan.create(groups, config.identities_per_group,
                                 config.identities_per_unit, config.units_per_step)
-    finder = finders.create(config, G, C, groups)
+    budget, budget_why = sizing.budget_bytes(config.memory_budget_gb)
+    finder = finders.create(config, G, C, groups, budget)
     # .npz sweeps are in units of L = w_std sqrt(w_dim), as variations.py's moves.
     recipe = (recipe_lib.load(config.directions, G.config.w_dim,
                               float(finder.prior.w_std) * G.config.w_dim**0.5)
               if paper else None)
-    log(f"devices: {', '.join(str(d) for d in jax.local_devices())}; config:\n{config}")
+    log(f"devices: {', '.join(str(d) for d in jax.local_devices())}; memory budget per step "
+        f"{budget / sizing.GIB:.2f} GiB ({budget_why}); the config is in {workdir}/{fmt.PLAN}")
     head = header(config, G, C, groups, plan, finder.latent_space, recipe)
     proc, nproc = jax.process_index(), jax.process_count()
     held.enter_context(lock_lib.hold_for_run(workdir, proc, nproc))
@@ -160,9 +162,36 @@ def _run(config: ml_collections.ConfigDict, workdir: str, overwrite: bool,
     distributed.barrier("plan")
     if proc != 0:
         manifest.prepare(workdir, head, overwrite=False)  # must match what process 0 wrote
+    progress = Progress(0, 0, log)
+    finder.progress = progress.work
+    with progress.heartbeat():
+        result = _units(config, workdir, plan, finder, G, C, groups, directions, recipe,
+                        budget, progress, log)
+    distributed.barrier("units")
+    worker = result.pop("worker")
+    if proc == 0:
+        result = _finalize(config, workdir, head, plan, worker, log)
+        if config.get("output_format"):
+            dest = f"{workdir}/export-{config.output_format}"
+            # From the finished dataset (its identity numbering and near-duplicates are
+            # only final now); resumable: a rerun continues a killed export, skips a done one
+            # and redoes one of an older state of the dataset (stale="restart").
+            s = export_lib.export(workdir, config.output_format, dest, crop="none",
+                                  stale="restart", log=log)
+            log(f"exported {s['images']} images to {dest} in {s['seconds']:.1f} s"
+                + (f" (resumed after {s['resumed_parts']} parts)" if s["resumed_parts"]
+                   else ""))
+    distributed.barrier("manifest")
+    return result
+
+
+def _units(config, workdir: str, plan, finder, G, C, groups, directions, recipe,
+           budget: int, progress: Progress, log) -> dict:
+    """The finder's dataset-wide phase, then this process's steps; returns its counts."""
+    proc, nproc = jax.process_index(), jax.process_count()
     finder.prepare(workdir, log)  # dataset-wide search before any unit (the planner)
 
-    worker = compute.Worker(config, G, C, groups, finder, directions, recipe)
+    worker = compute.Worker(config, G, C, groups, finder, directions, recipe, budget)
     # Units the finder cannot make (a group short of its quota) are left out; the others of
     # their step are computed alone, as they would be in the full step (independent units).
     mine = [c for c in ([u for u in s if finder.covers(u)] for s in plan.steps_of(proc, nproc))
@@ -180,28 +209,22 @@ def _run(config: ml_collections.ConfigDict, workdir: str, overwrite: bool,
         + (f", {removed} partial units removed" if removed else ""))
     out = writer.Writer(workdir, config.image_format, config.latent_dtype,
                         config.writer_threads, max_pending=2 * config.units_per_step)
-    progress = Progress(total_units, total_images, log)
+    progress.begin_units(total_units, total_images)
     try:
         _compute_steps(worker, todo, out, done, progress)
     finally:
         out.close()
     progress.close(out.units_written, out.images_written)
-    distributed.barrier("units")
-    result = {"units_written": out.units_written, "images_written": out.images_written}
-    if proc == 0:
-        result = _finalize(config, workdir, head, plan, worker, log)
-        if config.get("output_format"):
-            dest = f"{workdir}/export-{config.output_format}"
-            # From the finished dataset (its identity numbering and near-duplicates are
-            # only final now); resumable: a rerun continues a killed export, skips a done one
-            # and redoes one of an older state of the dataset (stale="restart").
-            s = export_lib.export(workdir, config.output_format, dest, crop="none",
-                                  stale="restart", log=log)
-            log(f"exported {s['images']} images to {dest} in {s['seconds']:.1f} s"
-                + (f" (resumed after {s['resumed_parts']} parts)" if s["resumed_parts"]
-                   else ""))
-    distributed.barrier("manifest")
-    return result
+    for sized in step_sizes(worker):
+        log(f"step {sized.name}: batch {sized.batch} (configured {sized.configured}), "
+            f"compiled memory {sizing.describe(sized.memory)}")
+    return {"units_written": out.units_written, "images_written": out.images_written,
+            "worker": worker}
+
+
+def step_sizes(worker) -> list[sizing.Sized]:
+    """The steps this run sized within the memory budget (those it used)."""
+    return [*worker.finder.sizes, *([worker.render_step] if worker.render_step else [])]
 
 
 def _finalize(config, workdir: str, head: dict, plan, worker, log) -> dict:
@@ -246,6 +269,9 @@ def _finalize(config, workdir: str, head: dict, plan, worker, log) -> dict:
                                  "identities"],
                              "best_target_probs": worker.finder.best.get(plan.groups[g])}
             for g in sorted(worker.finder.short)}
+    reduced = {z.name: z.record() for z in step_sizes(worker) if z.batch < z.configured}
+    if reduced:  # below the configured batch: float rounding of another batch size
+        summary["batch_sizes"] = reduced
     if config.imagefolder and config.image_format != "none":
         summary["imagefolder_images"] = manifest.write_imagefolder(workdir, plan, excluded)
     manifest.write_json(f"{workdir}/{fmt.MANIFEST}", summary)

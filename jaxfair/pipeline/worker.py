@@ -19,7 +19,7 @@ import numpy as np
 
 from jaxfair import keys as keylib
 from jaxfair.dataset.writer import UnitOutput
-from jaxfair.judge import attributes, render
+from jaxfair.judge import attributes, render, sizing
 from jaxfair.pipeline import finders
 from jaxfair.pipeline import recipe as recipe_lib
 from jaxfair.pipeline import variations as var_lib
@@ -32,7 +32,10 @@ class Worker:
 
     def __init__(self, config: ml_collections.ConfigDict, G, C, groups: list[str],
                  finder: finders.Finder, directions: var_lib.Directions | None,
-                 recipe: recipe_lib.Recipe | None = None):
+                 recipe: recipe_lib.Recipe | None = None, budget_bytes: int | None = None):
+        """``budget_bytes``: memory budget of one render call; the render batch is then the
+        largest of ``render_batch`` and the powers of two below it that fits
+        (``sizing.size_step``, at the first render); None: ``render_batch``."""
         self.config, self.G, self.C = config, G, C
         self.finder = finder
         self.targets = [attributes.parse_target(g, C.schema) for g in groups]
@@ -43,18 +46,37 @@ class Worker:
         self.root = keylib.root(config.seed)
         self.directions = directions
         self.recipe = recipe
-        self._render = render.make_render(G, C, config.noise_mode, config.get("crop", "none"))
+        self.budget_bytes = budget_bytes
+        self.render_factory = render.render_factory(G, C, config.noise_mode,
+                                                    config.get("crop", "none"))
+        self._render = None
 
     # Render and records ---------------------------------------------------------------
 
+    @property
+    def render_step(self) -> sizing.Sized | None:
+        """The render at its batch within the budget (None before the first render or
+        without a budget)."""
+        return self._render if isinstance(self._render, sizing.Sized) else None
+
     def render(self, ws: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """ws [N, num_ws, w_dim] -> (probabilities {attr: [N, K]}, uint8 images), batched."""
+        configured = self.config.render_batch
+        if self._render is None:
+            self._render = (self.render_factory(configured)[0] if self.budget_bytes is None
+                            else sizing.size_step(self.render_factory, self.budget_bytes,
+                                                  configured, "render"))
+        batch = self.render_step.batch if self.render_step is not None else configured
         return render.batched(lambda w: self._render(self.G.state, self.C.state, w),
-                              np.asarray(ws, np.float32), self.config.render_batch)
+                              np.asarray(ws, np.float32), batch)
 
     def step(self, units: list[Unit]) -> list[UnitOutput]:
-        """Computes the outputs of a step of units (see module docstring)."""
-        found = self.finder.find(units)
+        """Computes the outputs of a step of units (see module docstring); a unit the finder
+        could not fill (None) has no output."""
+        pairs = [(u, f) for u, f in zip(units, self.finder.find(units)) if f is not None]
+        if not pairs:
+            return []
+        units, found = [u for u, _ in pairs], [f for _, f in pairs]
         ws = np.concatenate([f.ws for f in found])
         probs, imgs = self.render(ws)
         outputs, start = [], 0

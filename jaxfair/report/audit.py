@@ -25,23 +25,48 @@ import numpy as np
 import jaxfair
 from jaxfair import keys as keylib
 from jaxfair.io import atomic
-from jaxfair.judge import attributes, render
+from jaxfair.judge import attributes, render, sizing
 from jaxfair.judge.classifier import Classifier
 from jaxfair.models import stylegan2 as sg
 from jaxfair.report import plots, stats, text
 
 
-def make_classify_fn(G: sg.Generator, C: Classifier, batch_size: int, psi: float,
-                     noise_mode: str) -> Callable[[jax.Array], dict[str, jax.Array]]:
-    """``key -> {attribute: probabilities [B, K]}`` of B fresh prior samples: the prior
-    stream's render-and-judge step (``judge.render.make_step``); images stay on the device."""
-    step = render.make_step(G, C, batch_size, psi, noise_mode)
+def classify_factory(G: sg.Generator, C: Classifier, batch_size: int, psi: float,
+                     noise_mode: str):
+    """``micro -> (jitted (g_state, c_state, key) -> {attribute: probabilities [B, K]},
+    abstract arguments)``: B fresh prior samples through the prior stream's render-and-judge
+    step (``judge.render.make_step``, ``micro`` at a time); images stay on the device."""
     no_groups = attributes.stack_targets([attributes.any_target(C.schema)])
+    args = (sizing.abstract(G.state), sizing.abstract(C.state), jax.random.key(0))
 
-    @jax.jit
-    def classify(g_state, c_state, key):
-        return step(g_state, c_state, key, no_groups)[3]  # XLA prunes the unused outputs
+    def factory(micro):
+        step = render.make_step(G, C, batch_size, psi, noise_mode, micro)
 
+        @jax.jit
+        def classify(g_state, c_state, key):
+            return step(g_state, c_state, key, no_groups)[3]  # XLA prunes unused outputs
+
+        return classify, args
+
+    return factory
+
+
+def make_classify_fn(G: sg.Generator, C: Classifier, batch_size: int, psi: float,
+                     noise_mode: str, budget_bytes: int | None = None,
+                     log: Callable[[str], None] | None = None
+                     ) -> Callable[[jax.Array], dict[str, jax.Array]]:
+    """``key -> {attribute: probabilities [B, K]}`` (``classify_factory``), in micro-batches
+    within ``budget_bytes`` per call (``sizing.size_step``; random noise: whole batches) or
+    whole batches (None)."""
+    factory = classify_factory(G, C, batch_size, psi, noise_mode)
+    if budget_bytes is None:
+        classify = factory(batch_size)[0]
+    else:
+        classify = sizing.size_step(factory, budget_bytes, batch_size, "audit",
+                                    allowed=(batch_size,) if noise_mode == "random" else None)
+        if log is not None:
+            log(f"audit step: batch {batch_size}, micro-batch {classify.batch} "
+                f"({sizing.describe(classify.memory)})")
     return lambda key: classify(G.state, C.state, key)
 
 
@@ -139,7 +164,8 @@ def run(config: ml_collections.ConfigDict, out: str, num: int,
     C = jaxfair.load_classifier(config.classifier)
     validate(config, num, C.schema)
     rc = config.report
-    classify = make_classify_fn(G, C, rc.batch_size, config.truncation_psi, config.noise_mode)
+    classify = make_classify_fn(G, C, rc.batch_size, config.truncation_psi, config.noise_mode,
+                                sizing.budget_bytes(config.memory_budget_gb)[0], log)
     labels, timing = sample_labels(classify, num, rc.batch_size, rc.seed)
     log(f"classified {num} unguided samples in {timing['seconds']:.1f} s (first batch, with "
         f"compilation, {timing['first_batch_seconds']:.1f} s; then "

@@ -32,6 +32,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxfair.judge import render, sizing
+
 
 def pcn_propose(key: jax.Array, z: jax.Array, q: jax.Array, b_c: jax.Array, b_f: jax.Array
                 ) -> jax.Array:
@@ -98,7 +100,7 @@ def independence_propose(key: jax.Array, z: jax.Array, q: jax.Array, mu: jax.Arr
     return prop, log_p(c_new) - log_p(c) + log_q(c) - log_q(c_new)
 
 
-def make_chain_run(accepts: Callable, steps: int):
+def make_chain_run(accepts: Callable, steps: int, micro: int = 0):
     """Jitted ``(g_state, c_state, key, targets [C], q [C, D, k], mu [C, k], chol [C, k, k],
     b_f [C], period [C], z [C, D]) -> (z [C, D], history [T, C, D], moved [T, C] bool)``: T
     steps of every chain.
@@ -115,7 +117,8 @@ def make_chain_run(accepts: Callable, steps: int):
     with a step of 1 (a fresh draw of every unconstrained coordinate), and where the fit is
     good, constrained moves are independent draws: either way the chain forgets its start
     in a few steps (``period`` and thinning from the measured autocorrelations,
-    planner.py).
+    planner.py). ``micro`` (< C): each step judges ``micro`` proposals at a time
+    (``render.chunked``: the same proposals, the memory of ``micro``).
     """
 
     @jax.jit
@@ -129,7 +132,8 @@ def make_chain_run(accepts: Callable, steps: int):
             span_prop, log_ratio = independence_propose(k_move, z, q, mu, chol)
             prop = jnp.where(free[:, None], free_prop, span_prop)
             mh = free | (jnp.log(jax.random.uniform(k_mh, free.shape)) < log_ratio)
-            ok = accepts(g_state, c_state, prop, targets) & mh
+            ok = render.chunked(lambda r: accepts(g_state, c_state, *r), (prop, targets),
+                                micro) & mh
             z = jnp.where(ok[:, None], prop, z)
             return z, (z, ok)
 
@@ -137,6 +141,24 @@ def make_chain_run(accepts: Callable, steps: int):
         return z, hist, moved
 
     return run
+
+
+def run_factory(accepts: Callable, steps: int, g_state, c_state, targets, z_dim: int,
+                k: int):
+    """``micro -> (make_chain_run(accepts, steps, micro), abstract arguments)`` for
+    ``jaxfair.judge.sizing.size_step``: C = len(targets) chains (stacked targets [C]), a
+    span of width k."""
+    c, f32 = jax.tree.leaves(targets)[0].shape[0], jnp.float32
+    args = (sizing.abstract(g_state), sizing.abstract(c_state), jax.random.key(0),
+            sizing.abstract(targets), jax.ShapeDtypeStruct((c, z_dim, k), f32),
+            jax.ShapeDtypeStruct((c, k), f32), jax.ShapeDtypeStruct((c, k, k), f32),
+            jax.ShapeDtypeStruct((c,), f32), jax.ShapeDtypeStruct((c,), jnp.int32),
+            jax.ShapeDtypeStruct((c, z_dim), f32))
+
+    def factory(micro):
+        return make_chain_run(accepts, steps, micro), args
+
+    return factory
 
 
 def fit_span(c: np.ndarray, k: int, k_eff: int, inflate: float = 1.5

@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxfair import identity
-from jaxfair.judge import attributes
+from jaxfair.judge import attributes, sizing
 from jaxfair.models import stylegan2 as sg
 from jaxfair.sampling import chains as chain_lib
 from jaxfair.sampling import stream as stream_lib
@@ -106,6 +106,12 @@ def stream_groups(need: np.ndarray, yields: np.ndarray, chain_cost: np.ndarray,
       chain_cost: [G] evaluations per identity by chains.
       startable: [G] a chain can start (the group has a face).
     """
+    return plan_cost(need, yields, chain_cost, startable)[0]
+
+
+def plan_cost(need: np.ndarray, yields: np.ndarray, chain_cost: np.ndarray,
+              startable: np.ndarray) -> tuple[np.ndarray, float]:
+    """(``stream_groups``' choice, its estimated evaluations to fill every group)."""
     need = np.asarray(need, np.float64)
     open_ = need > 0
     stream_cost = np.where(open_, need / np.asarray(yields, np.float64), 0.0)
@@ -123,7 +129,7 @@ def stream_groups(need: np.ndarray, yields: np.ndarray, chain_cost: np.ndarray,
             best, best_k = cost, k
     chosen = np.zeros(len(need), bool)
     chosen[order[:best_k]] = True
-    return chosen
+    return chosen, float(best)
 
 
 def allocate(need: np.ndarray, eligible: np.ndarray, num_chains: int) -> np.ndarray:
@@ -165,8 +171,14 @@ class Planner:
     """The planner's compiled steps and its host loop (see module docstring)."""
 
     def __init__(self, settings: Settings, G: sg.Generator, C, judge: stream_lib.Judge,
-                 groups: list[str], w_std: float, root: jax.Array):
+                 groups: list[str], w_std: float, root: jax.Array,
+                 budget_bytes: int | None = None):
+        """``budget_bytes``: memory budget of one step call; the stream step and the chains
+        then run micro-batches within it (``sizing.size_step``, sized at their first use,
+        ``sizes``); None: the configured batches as they are."""
         self.s, self.G, self.C, self.judge = settings, G, C, judge
+        self.budget_bytes = budget_bytes
+        self._sized: dict[str, sizing.Sized] = {}
         self.groups = groups
         self.targets_list = [attributes.parse_target(g, C.schema) for g in groups]
         self.targets = attributes.stack_targets(self.targets_list)
@@ -180,11 +192,46 @@ class Planner:
         self.w_std = float(w_std)
         self.stream_root = jax.random.fold_in(root, 0)
         self.chain_root = jax.random.fold_in(root, 1)
-        self.stream_step = stream_lib.make_stream_step(judge, settings.stream_batch)
-        self.chain_run = (chain_lib.make_chain_run(judge.accepts, settings.chain_steps)
-                          if settings.num_chains else None)
         psi, gd = judge.psi, G.graphdef
         self._map = jax.jit(lambda gs, z: sg.mapping(gd, gs, z, psi)[:, 0])
+
+    # Compiled steps -------------------------------------------------------------------
+
+    def step_factories(self) -> list[tuple[str, str, int, Callable]]:
+        """(name, config key, configured batch, micro -> (step, abstract arguments)) of the
+        planner's batched steps: what ``--dry_run`` sizes and the run uses."""
+        out = [("stream", "planner.stream_batch", self.s.stream_batch,
+                stream_lib.step_factory(self.judge, self.s.stream_batch, self.targets))]
+        if self.s.num_chains:
+            c = self.s.num_chains
+            targets = attributes.stack_targets([self.targets_list[i % len(self.groups)]
+                                                for i in range(c)])
+            out.append(("chains", "planner.num_chains", c, chain_lib.run_factory(
+                self.judge.accepts, self.s.chain_steps, self.G.state, self.C.state, targets,
+                self.G.config.z_dim, self.k)))
+        return out
+
+    def _step(self, name: str):
+        """The named step, sized within the budget at its first use (or as configured)."""
+        if name not in self._sized:
+            _, _, configured, factory = next(f for f in self.step_factories() if f[0] == name)
+            if self.budget_bytes is None:
+                self._sized[name] = factory(configured)[0]
+            else:
+                self._sized[name] = sizing.size_step(factory, self.budget_bytes, configured,
+                                                     name)
+        return self._sized[name]
+
+    @property
+    def sizes(self) -> list[sizing.Sized]:
+        """The steps sized so far (empty without a budget)."""
+        return [v for v in self._sized.values() if isinstance(v, sizing.Sized)]
+
+    def stream_step(self, *args):
+        return self._step("stream")(*args)
+
+    def chain_run(self, *args):
+        return self._step("chains")(*args)
 
     # State ----------------------------------------------------------------------------
 
@@ -245,6 +292,19 @@ class Planner:
         default = cost[measured].mean() if measured.any() else self.s.chain_cost_guess
         return np.where(measured, cost, default)
 
+    def estimate(self, s: dict) -> int:
+        """Evaluations the run will have made when every group is full (or the budget is
+        spent), from the latest measured yields and chain costs."""
+        need = self.s.quota - self.counts(s)
+        n = max(1, s["stream_evaluations"])
+        yields = (s["stream_hits"] + 0.5) / (n + 1.0)
+        if self.s.num_chains:
+            _, left = plan_cost(need, yields, self._chain_costs(s), self.counts(s) > 0)
+        else:
+            left = float(np.max(np.where(need > 0, need / yields, 0.0)))
+        done = self.evaluations(s)
+        return int(min(self.s.max_evaluations, done + math.ceil(left)))
+
     def _decide(self, s: dict) -> np.ndarray:
         need = self.s.quota - self.counts(s)
         n = max(1, s["stream_evaluations"])
@@ -259,7 +319,7 @@ class Planner:
         s["chain_mode"] = (need > 0) & ~stream & startable
         return stream
 
-    def _stream_round(self, s: dict) -> None:
+    def _stream_round(self, s: dict, progress: Callable[[int, int], None]) -> None:
         filled = self.counts(s) >= self.s.quota
         for _ in range(self.s.stream_batches):
             b = int(s["stream_batches_done"])
@@ -279,6 +339,7 @@ class Planner:
             for g in range(len(self.groups)):
                 if not filled[g]:
                     self._add(s, g, z[grp == g], 0)
+            progress(self.evaluations(s), self.estimate(s))
 
     def _directions(self, s: dict, g: int) -> np.ndarray:
         cols = self.constrained[g]
@@ -378,18 +439,24 @@ class Planner:
                     s["chain_kept"][g] += len(s[f"pool_z_{g}"]) - before
 
     def run(self, state: dict | None = None, checkpoint: Callable[[dict], None] | None = None,
-            log: Callable[[str], None] = print) -> dict:
+            log: Callable[[str], None] = print,
+            progress: Callable[[int, int], None] | None = None) -> dict:
         """Rounds until every group has its quota or the budget is spent; returns the state
-        (``counts(state)`` below the quota: a shortfall)."""
+        (``counts(state)`` below the quota: a shortfall). ``progress(evaluations done,
+        estimated at the end)`` is called before the first round and after every stream
+        batch and chain round."""
         s = self.initial_state() if state is None else state
+        progress = progress or (lambda done, total: None)
+        progress(self.evaluations(s), self.estimate(s))
         while (self.counts(s) < self.s.quota).any():
             if self.evaluations(s) >= self.s.max_evaluations:
                 break
             stream = self._decide(s)
             if stream.any():
-                self._stream_round(s)
-            if self.chain_run is not None and s["chain_mode"].any():
+                self._stream_round(s, progress)
+            if self.s.num_chains and s["chain_mode"].any():
                 self._chain_round(s)
+                progress(self.evaluations(s), self.estimate(s))
             s["round"] += 1
             log(self.progress(s))
             if checkpoint is not None:

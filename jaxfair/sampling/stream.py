@@ -25,7 +25,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from jaxfair.judge import attributes
+from jaxfair.judge import attributes, render, sizing
 from jaxfair.judge.classifier import Classifier
 from jaxfair.judge.classifier import predict as classifier_predict
 from jaxfair.models import stylegan2 as sg
@@ -69,19 +69,34 @@ class Judge:
         return self.test(self.probs(g_state, c_state, z), targets)[0]
 
 
-def make_stream_step(judge: Judge, batch: int):
+def make_stream_step(judge: Judge, batch: int, micro: int = 0):
     """Jitted ``(g_state, c_state, key, targets [G]) -> (z [B, D], ok [G, B], masses [G, B, A])``.
+
+    ``micro`` (< B): render and judge ``micro`` samples at a time (``render.chunked``): the
+    same z, the memory of ``micro``.
     """
     z_dim = judge.G.config.z_dim
 
     @jax.jit
     def step(g_state, c_state, key, targets):
         z = jax.random.normal(key, (batch, z_dim))
-        probs = judge.probs(g_state, c_state, z)
+        probs = render.chunked(lambda x: judge.probs(g_state, c_state, x), z, micro)
         ok, masses = jax.vmap(functools.partial(judge.test, probs))(targets)
         return z, ok, masses
 
     return step
+
+
+def step_factory(judge: Judge, batch: int, targets: attributes.Target):
+    """``micro -> (make_stream_step(judge, batch, micro), abstract arguments)`` for
+    ``jaxfair.judge.sizing.size_step`` (``targets``: the stacked group targets)."""
+    args = (sizing.abstract(judge.G.state), sizing.abstract(judge.C.state),
+            jax.random.key(0), sizing.abstract(targets))
+
+    def factory(micro):
+        return make_stream_step(judge, batch, micro), args
+
+    return factory
 
 
 def assign(ok) -> jax.Array:

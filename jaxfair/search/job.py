@@ -12,6 +12,10 @@ Output (``workdir``, written atomically):
                      resolution and at full resolution, predicted classes at full resolution
   contact_sheet.png  the accepted faces (first 64)
   summary.json       counts, rates, timing, label agreement across resolutions, settings
+
+Fewer than ``num_accepted`` found (but some): written all the same, ``summary.json`` has
+``num_accepted`` < ``num_requested``; none found: ``readout.TargetNotReached``, nothing
+written.
 """
 
 from __future__ import annotations
@@ -77,6 +81,9 @@ def run(config: ml_collections.ConfigDict, workdir: str, target_text: str,
         state, engine.space, engine.duplicate_radius, sc.num_accepted, engine.feature_radius)
     if len(u) == 0:
         raise readout.TargetNotReached(readout.best_report(state, C.schema, target_text))
+    if len(u) < sc.num_accepted:  # written all the same; the entry point exits 3
+        log(f"found {len(u)} of {sc.num_accepted}: "
+            + readout.best_report(state, C.schema, target_text))
     return _write(config, workdir, target_text, engine, G, C, prior, state, u, search_idx,
                   generation, masses, {"first_chunk_s": first_run, "steady_s": search_s})
 
@@ -113,7 +120,8 @@ def _write(config, workdir, target_text, engine, G, C, prior, state, u, search_i
         evaluated = int(np.sum(state.evaluated))
         summary = {
             "target": attributes.format_target(target, C.schema),
-            "num_accepted": len(u), "candidates_evaluated": evaluated,
+            "num_accepted": len(u), "num_requested": config.search.num_accepted,
+            "candidates_evaluated": evaluated,
             "accepted_with_duplicates": int(np.sum(state.accepted)),
             "duplicates_rejected": int(np.sum(state.archive.duplicates)),
             "archive_overflow": int(np.sum(state.archive.overflow)),

@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from jaxfair.judge import sizing
+from jaxfair.judge import render, sizing
 
 D = 128
 
@@ -53,3 +53,50 @@ def test_budget_override_and_host(tmp_path):
     assert sizing.host_available_bytes(str(meminfo)) == 2048 * 1024
     auto, why = sizing.budget_bytes(0.0, fraction=0.5)
     assert auto > 0 and "0.5 x" in why
+
+
+def rowwise(w, x):
+    """x [n, D] -> [n]: a sort keeps a [n, H] buffer live (XLA cannot fuse it away)."""
+    return jnp.sort(jnp.tanh(x @ w), axis=-1)[:, ::2].sum(-1)
+
+
+def test_size_step_runs_the_executable_compiled_while_sizing():
+    traces = []
+
+    def micro_factory(m):
+        """A fixed logical batch of 256 rows computed m rows at a time (render.chunked)."""
+        def step(w, x):
+            traces.append(m)
+            return render.chunked(lambda r: rowwise(w, r), x, m)
+
+        return jax.jit(step), (jax.ShapeDtypeStruct((D, 1024), jnp.float32),
+                               jax.ShapeDtypeStruct((256, D), jnp.float32))
+
+    whole = sizing.compiled_memory(*micro_factory(256), batch=256)
+    part = sizing.compiled_memory(*micro_factory(8), batch=8)
+    assert part.total < whole.total  # the micro-batch is what the memory pays for
+    traces.clear()
+    sized = sizing.size_step(micro_factory, (part.total + whole.total) // 2, 256, "sort")
+    assert sized.configured == 256 and 8 <= sized.batch < 256
+    assert sized.record()["batch"] == sized.batch
+    n = len(traces)
+    w = jax.random.normal(jax.random.key(0), (D, 1024)) / D ** 0.5
+    x = jax.random.normal(jax.random.key(1), (256, D))
+    out = sized(w, x)
+    assert len(traces) == n  # no second trace or compile
+    assert out.shape == (256,)
+    assert jnp.allclose(out, rowwise(w, x), atol=1e-4)
+    sized(w, x[:16])  # another shape goes through the jitted step
+    assert len(traces) == n + 1
+
+
+def test_chunked_equals_one_call_and_drops_the_padding():
+    rows = (jnp.arange(10.0), jnp.arange(20).reshape(10, 2))
+
+    def fn(r):
+        return {"a": r[0] * 2.0, "b": r[1].sum(-1)}
+
+    want = fn(rows)
+    for micro in (0, 1, 3, 4, 10, 16):
+        got = jax.jit(lambda r, m=micro: render.chunked(fn, r, m))(rows)
+        assert all(jnp.array_equal(got[k], want[k]) for k in want), micro

@@ -9,6 +9,7 @@ import filecmp
 import json
 import os
 import pathlib
+import re
 import shutil
 import signal
 import socket
@@ -24,6 +25,7 @@ import pytest
 
 from jaxfair.demo import fit_generator, world
 from jaxfair.judge import render
+from jaxfair.pipeline import progress as progress_lib
 from jaxfair.pipeline import run as pipeline
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -66,11 +68,16 @@ def generate(workdir, env, *args, wait=True):
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
-    """The smoke dataset made in this process, uninterrupted: the reference."""
+    """The smoke dataset made in this process, uninterrupted: the reference (its log lines,
+    every progress line included, in ``LOG``)."""
     out = str(tmp_path_factory.mktemp("smoke") / "ds")
-    with in_root():
-        summary = pipeline.run(load_config("smoke"), out, log=lambda s: None)
+    with in_root(), pytest.MonkeyPatch.context() as mp:
+        mp.setattr(progress_lib, "DEFAULT_INTERVAL", 0.0)
+        summary = pipeline.run(load_config("smoke"), out, log=LOG.append)
     return out, summary
+
+
+LOG: list[str] = []
 
 
 def records(workdir):
@@ -125,6 +132,47 @@ def test_smoke_dataset_is_balanced_unique_and_true(smoke):
     # 12 images: a wrong pipeline would score ~1/6; the >= 95 % criterion is checked on
     # the default job's 300 images (test_demo_default_acceptance).
     assert ground_truth_agreement(out) >= 10 / 12
+
+
+def test_progress_lines_during_the_find_phase(smoke):
+    find = [line for line in LOG if "planner evaluations" in line]
+    # before the first stream batch is done (compiling): no rate yet, "ETA ?"
+    assert find and find[0] == "planner evaluations 0/~8  0/s  ETA ?", find[:3]
+    # then evaluations done of the estimated total, a rate and a finite ETA
+    done = [line for line in find if not line.startswith("planner evaluations 0/")]
+    assert done and all(re.search(
+        r"(^|  \|  )planner evaluations [\d,]+/~[\d,]+  [\d.]+/s  ETA \d+:\d\d:\d\d$",
+        line) for line in done), done
+    assert any(line.startswith("units 12/12  images 12/12") for line in LOG)
+
+
+def test_a_small_memory_budget_runs_micro_batches_and_keeps_the_stream(smoke, env,
+                                                                       tmp_path):
+    """Under 0.03 GiB the stream step and the render run 16 at a time (manifest
+    batch_sizes); the stream draws the same samples, so every unit whose identities came
+    from the stream is byte-identical. Faces from chains may differ: the chains' span is
+    fitted to the stream's probabilities, which another batch size rounds differently."""
+    work = str(tmp_path / "ds")
+    rc, _, err = generate(work, env, "--config.memory_budget_gb=0.03")
+    assert rc == 0, err
+    with open(os.path.join(work, "manifest.json")) as f:
+        sizes = json.load(f)["batch_sizes"]
+    assert {k: (v["configured"], v["batch"]) for k, v in sizes.items()} == {
+        "stream": (64, 16), "render": (64, 16)}
+    assert "batch_sizes" not in smoke[1]  # the configured batches fit the default budget
+    assert records(work) == records(smoke[0])
+    state = np.load(os.path.join(smoke[0], "planner.npz"))
+    from_stream = set()
+    for g in range(6):  # unit (group g, index i) holds pool row i (identities_per_unit 1)
+        src = state[f"pool_src_{g}"]
+        from_stream |= {2 * g + i for i in range(2) if src[i] == 0}
+    assert len(from_stream) >= 6
+    for unit in from_stream:
+        a, b = (os.path.join(d, "shards", f"{unit:05d}") for d in (smoke[0], work))
+        assert sorted(os.listdir(a)) == sorted(os.listdir(b))
+        for name in os.listdir(a):
+            assert filecmp.cmp(os.path.join(a, name), os.path.join(b, name), shallow=False), \
+                (unit, name)
 
 
 def test_kill_9_at_two_points_then_resume_is_identical(smoke, env, tmp_path):
@@ -268,6 +316,36 @@ def test_a_short_budget_finishes_reachable_groups_then_resumes_to_the_same_datas
     rc, _, err = generate(work, env)
     assert rc == 0, err
     assert_same_dataset(smoke[0], work)
+
+
+def test_search_units_short_of_their_budget_leave_the_others_then_resume(env, tmp_path):
+    """The search method with one generation (the initial 8 candidates per unit): the rare
+    groups' units are not made, every other unit is; exit 3 with the shortfall in the
+    manifest; the default budget fills them and leaves the finished units as they were."""
+    work = str(tmp_path / "ds")
+    rc, _, err = generate(work, env, "--config.method=search",
+                          "--config.search.max_generations=1")
+    assert rc == 3, err
+    short = [line for line in err.splitlines() if "jaxfair.generate: short:" in line]
+    with open(os.path.join(work, "manifest.json")) as f:
+        m = json.load(f)
+    assert not m["complete"] and short and len(short) == len(m["shortfall"]) < 6
+    for group, s in m["shortfall"].items():
+        assert s["identities"] + s["missing"] == 2 and m["counts"][group]["identities"] == \
+            s["identities"]
+        assert set(s["best_target_probs"]) == {"tone", "hair", "glasses"}
+        assert any(group in line for line in short)
+    assert all(m["counts"][g]["identities"] == 2 for g in m["counts"] if g not in m["shortfall"])
+    finished = {u: snapshot(os.path.join(work, "shards", u))
+                for u in os.listdir(os.path.join(work, "shards"))}
+    rc, _, err = generate(work, env, "--config.method=search")
+    assert rc == 0, err
+    with open(os.path.join(work, "manifest.json")) as f:
+        m = json.load(f)
+    assert m["complete"] and "shortfall" not in m
+    assert all(c["identities"] == 2 for c in m["counts"].values())
+    for u, files in finished.items():  # finished units untouched
+        assert snapshot(os.path.join(work, "shards", u)) == files, u
 
 
 LOCK_HOLDER = ("import sys, time\n"

@@ -57,6 +57,22 @@ def test_unreachable_target_reports_best_probabilities(tiny_dirs, tmp_path):
     assert not os.path.exists(tmp_path / "out")
 
 
+def test_entry_point_exits_3_when_it_finds_fewer_than_asked(tiny_dirs, tmp_path):
+    g, c = tiny_dirs
+    r = run_all([[sys.executable, "-m", "jaxfair.search", f"--config.generator={g}",
+                  f"--config.classifier={c}", f"--workdir={tmp_path / 'out'}",
+                  "--target=tone=dark", "--config.threshold=0.4",
+                  "--config.search.population_size=8", "--config.search.num_searches=2",
+                  "--config.search.generations_per_chunk=2",
+                  "--config.search.max_generations=3", "--config.search.archive_capacity=8",
+                  "--config.search.num_accepted=1000"]], cwd=ROOT)[0]
+    assert r.returncode == 3, r.stderr[-2000:]
+    assert "jaxfair.search: short: tone=dark:" in r.stderr and "of 1000 found" in r.stderr
+    with open(tmp_path / "out" / "summary.json") as f:
+        summary = json.load(f)
+    assert 0 < summary["num_accepted"] < summary["num_requested"] == 1000
+
+
 @pytest.mark.parametrize("key,value,match", [
     ("space", "x", "unknown space"), ("population_size", 0, "population_size must be >= 1"),
     ("feature_radius", -0.1, "feature_radius must be >= 0"),
