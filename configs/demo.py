@@ -59,7 +59,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.output_format = ""  # also export DIR/export-<format> after the run (docs/datasets.md)
     c.render_batch = 64  # images per full-resolution render + re-classification batch
     # Memory budget of one batched step in GiB; 0: half the device's memory (CPU: of the
-    # host's available RAM). See jaxfair.judge.sizing and generate --dry_run.
+    # host's RAM, MemTotal). See jaxfair.judge.sizing and generate --dry_run.
     c.memory_budget_gb = 0.0
     c.image_format = "png"  # png, jpg or none (latents and records only)
     c.latent_dtype = "float32"  # latents.npy: float32 or float16 (half the size, lossy)

@@ -11,9 +11,11 @@ Backends that return no memory analysis fall back to the cost analysis's
 once, live or not); ``StepMemory.source`` says which one was used.
 
 The default budget is a fraction (``DEFAULT_FRACTION``) of the device's memory
-(``memory_stats()['bytes_limit']`` on GPU/TPU) or, on CPU, of the host's available RAM
-(``MemAvailable`` in /proc/meminfo): other processes and the host-side buffers (images
-waiting to be encoded and written) need the rest.
+(``memory_stats()['bytes_limit']`` on GPU/TPU) or, on CPU, of the host's RAM (``MemTotal``
+in /proc/meminfo): other processes and the host-side buffers (images waiting to be encoded
+and written) need the rest. Fixed quantities, not what happens to be free: a batch size
+changes float roundings (XLA tiles a batch of 16 differently from one of 256), so a resumed
+run must choose the sizes the first run chose, and does on the same machine.
 
 Example (the planner's stream step, jaxfair.sampling.stream):
 
@@ -170,12 +172,12 @@ def _choose(step_factory, budget_bytes: int, candidates: Sequence[int], name: st
     return best.batch, best, kept[best.batch]
 
 
-def host_available_bytes(meminfo: str = "/proc/meminfo") -> int | None:
-    """MemAvailable of the host in bytes, or None where /proc/meminfo has none."""
+def host_memory_bytes(meminfo: str = "/proc/meminfo") -> int | None:
+    """MemTotal of the host in bytes, or None where /proc/meminfo has none."""
     try:
         with open(meminfo) as f:
             for line in f:
-                if line.startswith("MemAvailable:"):
+                if line.startswith("MemTotal:"):
                     return int(line.split()[1]) * 1024  # the file says kB (KiB)
     except OSError:
         return None
@@ -189,11 +191,11 @@ def budget_bytes(memory_budget_gb: float = 0.0, fraction: float = DEFAULT_FRACTI
     Args:
       memory_budget_gb: > 0: exactly this many GiB (``--config.memory_budget_gb``).
       fraction: otherwise this fraction of the device's memory limit, or on CPU (no
-        ``bytes_limit``) of the host's available RAM.
+        ``bytes_limit``) of the host's RAM (MemTotal: the same on every run on a machine).
       device: default ``jax.devices()[0]``.
 
     Returns:
-      (bytes, a phrase for logs, e.g. '0.5 x 23.1 GiB available host RAM').
+      (bytes, a phrase for logs, e.g. '0.5 x 23.1 GiB host RAM').
     """
     if memory_budget_gb > 0:
         return int(memory_budget_gb * GIB), f"--config.memory_budget_gb={memory_budget_gb:g}"
@@ -209,11 +211,11 @@ def budget_bytes(memory_budget_gb: float = 0.0, fraction: float = DEFAULT_FRACTI
         limit = int(stats["bytes_limit"])
         return int(fraction * limit), (f"{fraction:g} x {limit / GIB:.1f} GiB of "
                                        f"{device.platform}:{device.id} memory")
-    avail = host_available_bytes()
-    if avail is None:
-        raise ValueError("cannot tell the host's available memory (no MemAvailable in "
-                         "/proc/meminfo): set --config.memory_budget_gb")
-    return int(fraction * avail), f"{fraction:g} x {avail / GIB:.1f} GiB available host RAM"
+    total = host_memory_bytes()
+    if total is None:
+        raise ValueError("cannot tell the host's memory (no MemTotal in /proc/meminfo): set "
+                         "--config.memory_budget_gb")
+    return int(fraction * total), f"{fraction:g} x {total / GIB:.1f} GiB host RAM"
 
 
 def describe(mem: StepMemory) -> str:

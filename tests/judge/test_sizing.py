@@ -49,8 +49,8 @@ def test_budget_override_and_host(tmp_path):
     b, why = sizing.budget_bytes(2.5)
     assert b == int(2.5 * sizing.GIB) and "memory_budget_gb" in why
     meminfo = tmp_path / "meminfo"
-    meminfo.write_text("MemTotal: 100 kB\nMemAvailable:    2048 kB\n")
-    assert sizing.host_available_bytes(str(meminfo)) == 2048 * 1024
+    meminfo.write_text("MemTotal:    2048 kB\nMemAvailable: 100 kB\n")
+    assert sizing.host_memory_bytes(str(meminfo)) == 2048 * 1024
     auto, why = sizing.budget_bytes(0.0, fraction=0.5)
     assert auto > 0 and "0.5 x" in why
 
