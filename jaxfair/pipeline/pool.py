@@ -25,6 +25,7 @@ from jaxfair.errors import JaxfairError
 from jaxfair.pipeline import distributed
 from jaxfair.pipeline.plan import Unit
 from jaxfair.sampling import planner as planner_lib
+from jaxfair.sampling import policy
 from jaxfair.sampling import stream as stream_lib
 from jaxfair.search import objective as obj
 
@@ -33,12 +34,12 @@ class Shortfall(JaxfairError, RuntimeError):
     """A unit asks for identities the planner did not find."""
 
 
-def settings(config: ml_collections.ConfigDict, num_groups: int) -> planner_lib.Settings:
+def settings(config: ml_collections.ConfigDict, num_groups: int) -> policy.Settings:
     """Planner settings of a generate config (quota, identity radius and the budget of
     ``num_groups`` groups from the job)."""
     p = config.planner
     quota = config.identities_per_group
-    return planner_lib.Settings(
+    return policy.Settings(
         quota=quota, stream_batch=p.stream_batch, stream_batches=p.stream_batches,
         num_chains=p.num_chains, chain_steps=p.chain_steps, rho_max=p.rho_max,
         max_thin=p.max_thin, target_acceptance=p.target_acceptance, beta_init=p.beta_init,

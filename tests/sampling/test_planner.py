@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from jaxfair.sampling import planner as pl
+from jaxfair.sampling import policy
 
 
 def test_common_groups_stay_in_the_stream_rare_ones_go_to_chains():
@@ -15,35 +16,35 @@ def test_common_groups_stay_in_the_stream_rare_ones_go_to_chains():
     yields = np.array([0.5, 0.2, 0.005])
     cost = np.full(3, 20.0)
     # stream for all: 2000 samples; the rare group by chains: 50 + 200 = 250
-    assert pl.stream_groups(need, yields, cost, np.ones(3, bool)).tolist() == [
+    assert policy.stream_groups(need, yields, cost, np.ones(3, bool)).tolist() == [
         True, True, False]
 
 
 def test_cheap_stream_keeps_every_group():
-    assert pl.stream_groups(np.array([10, 10]), np.array([0.5, 0.4]), np.full(2, 20.0),
+    assert policy.stream_groups(np.array([10, 10]), np.array([0.5, 0.4]), np.full(2, 20.0),
                             np.ones(2, bool)).all()
 
 
 def test_a_group_without_a_face_cannot_start_chains():
     need, yields, cost = np.array([10, 10]), np.array([0.5, 0.001]), np.full(2, 5.0)
-    assert pl.stream_groups(need, yields, cost, np.array([True, False])).tolist() == [
+    assert policy.stream_groups(need, yields, cost, np.array([True, False])).tolist() == [
         True, True]
-    assert pl.stream_groups(need, yields, cost, np.array([True, True])).tolist() == [
+    assert policy.stream_groups(need, yields, cost, np.array([True, True])).tolist() == [
         True, False]
 
 
 def test_filled_groups_are_neither():
-    out = pl.stream_groups(np.array([0, 5]), np.array([0.5, 0.5]), np.full(2, 20.0),
+    out = policy.stream_groups(np.array([0, 5]), np.array([0.5, 0.5]), np.full(2, 20.0),
                            np.ones(2, bool))
     assert out.tolist() == [False, True]
 
 
 def test_allocation_follows_need_and_gives_every_eligible_group_a_chain():
-    a = pl.allocate(np.array([30, 10, 0, 1]), np.array([True, True, True, True]), 8)
+    a = policy.allocate(np.array([30, 10, 0, 1]), np.array([True, True, True, True]), 8)
     assert a.sum() == 8 and a[2] == 0 and a[3] >= 1 and a[0] > a[1]
-    assert pl.allocate(np.array([5, 5]), np.array([False, True]), 4).tolist() == [0, 4]
-    assert pl.allocate(np.array([5, 5, 5]), np.ones(3, bool), 2).sum() == 2
-    assert pl.allocate(np.array([5]), np.ones(1, bool), 0).tolist() == [0]
+    assert policy.allocate(np.array([5, 5]), np.array([False, True]), 4).tolist() == [0, 4]
+    assert policy.allocate(np.array([5, 5, 5]), np.ones(3, bool), 2).sum() == 2
+    assert policy.allocate(np.array([5]), np.ones(1, bool), 0).tolist() == [0]
 
 
 @pytest.mark.parametrize("field, value", [("quota", 0), ("num_chains", -1),
@@ -53,7 +54,7 @@ def test_allocation_follows_need_and_gives_every_eligible_group_a_chain():
 def test_bad_settings_are_refused(field, value):
     kw = {"quota": 5, field: value}
     with pytest.raises(ValueError, match=field):
-        pl.Settings(**kw)
+        policy.Settings(**kw)
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +70,7 @@ def demo_planner():
     groups = [attributes.format_target(t, C.schema)
               for _, t in attributes.enumerate_groups(C.schema, ("tone", "hair"))]
     judge = stream.Judge(G, C, objective.Objective(threshold=0.999))
-    s = pl.Settings(quota=4, stream_batch=64, stream_batches=1, num_chains=8, chain_steps=6,
+    s = policy.Settings(quota=4, stream_batch=64, stream_batches=1, num_chains=8, chain_steps=6,
                     chain_cost_guess=4.0, max_evaluations=20_000)
     return pl.Planner(s, G, C, judge, groups, 1.0, jax.random.key(0))
 
@@ -109,7 +110,7 @@ def attributes_rows(p, g, n):
 
 def test_chains_keep_their_slots_and_new_ones_take_the_lowest_free():
     current = np.array([0, 0, 1, 1, 1, -1, 2, -1])
-    out = pl.assign_slots(current, np.array([1, 3, 0, 2]))
+    out = policy.assign_slots(current, np.array([1, 3, 0, 2]))
     assert out[0] == 0 and out[1] != 0  # group 0 keeps one of its two chains
     assert (out[2:5] == 1).all()  # group 1 keeps all three
     assert out[6] != 2 and (out == 2).sum() == 0
