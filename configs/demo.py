@@ -11,8 +11,7 @@ Variants: ``:smoke`` (2 identities per group, small populations), ``:variations`
 extra images per identity along the demo's fitted W directions,
 checkpoints/demo/directions.npz), ``:paper`` (the paper's 45 moves per identity along
 checkpoints/demo/latent_directions.pkl), ``:rare`` (the rarer world of the planner's
-crossover: tone x hair x glasses, 12 groups, the rarest about 0.2 % of prior samples at
-threshold 0.999; docs/results.md).
+crossover: tone x hair x glasses, 12 groups at threshold 0.9; docs/results.md).
 """
 
 import ml_collections
@@ -182,6 +181,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         c.directions = "checkpoints/demo/latent_directions.pkl"
     elif arg == "rare":
         c.attributes = ("tone", "hair", "glasses")
+        # Measured yields (6,656 prior samples): the rarest group, dark, long hair, glasses,
+        # holds 0 of them at 0.999 (the classifier is rarely that sure of glasses), 0.06 %
+        # at 0.99 and 0.17 % at 0.9 (the commonest, light, short, none: 41 %). 0.9 keeps a
+        # balanced 12-group dataset within reach of a CPU.
+        c.threshold = 0.9
         c.workdir = "out/demo_rare"
     elif arg:
         raise ValueError(f"unknown variant {arg!r}; use smoke, variations, paper or rare")
