@@ -154,7 +154,9 @@ def unguided_reference(ref: dict) -> H.Section:
                "the dataset. About 1 is faithful; larger means the identities are clustered "
                "(near-copies). In brackets the noise floor: the 95th percentile of the same "
                "ratio between random halves of the two samples pooled (what chance gives at "
-               "that size); a ratio above it is more clustered than chance. Energy p: "
+               "that size); a ratio above it is more clustered than chance (a faithful group "
+               "exceeds it 1 time in 20, so expect a few of many groups to; near-copies "
+               "read far above it). Energy p: "
                "permutation p-value of the energy distance (any difference of distribution, "
                "not only clustering); small values say the group differs from the "
                "generator's own faces of it."),
