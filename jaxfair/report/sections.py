@@ -28,6 +28,7 @@ def fmt(x: float | None, digits: int = 3) -> str:
 
 
 def demo_faithfulness(f: dict) -> H.Section:
+    """KS ratio and ground truth per group (demo world; jaxfair.report.faithfulness)."""
     rows = [[g, v["identities"], fmt(v["ks_ratio"], 2), f"{100 * v['truth']:.1f} %"]
             for g, v in f.items()]
     return H.Section("Faithfulness (demo world, exact factors)", [
@@ -40,6 +41,7 @@ def demo_faithfulness(f: dict) -> H.Section:
 
 
 def agreement(agr: dict, files: dict[str, bytes], image_format: str) -> H.Section:
+    """Re-classification of images read back (jaxfair.report.reclassify)."""
     per_attr = "stored class reproduced, per attribute"
     per_group = "still in its group (every constrained attribute), per group"
     how = "rendered from latents" if image_format == "none" else "decoded from disk"
@@ -62,7 +64,8 @@ def agreement(agr: dict, files: dict[str, bytes], image_format: str) -> H.Sectio
 
 
 def target_probs(tp: dict, groups: Mapping[str, list[dict]],
-                          files: dict[str, bytes]) -> H.Section:
+                 files: dict[str, bytes]) -> H.Section:
+    """Target-class probabilities per group (table and histograms)."""
     rows = [[a, g, s["n"], fmt(s["min"]), fmt(s["q05"]), fmt(s["median"]), fmt(s["mean"])]
             for a, per in tp.items() for g, s in per.items()]
     blocks: list = [H.Text("Probability the classifier gave to the group's own classes, per "
@@ -84,8 +87,8 @@ def target_probs(tp: dict, groups: Mapping[str, list[dict]],
     return H.Section("Target-class probabilities", blocks)
 
 
-def non_target(nt: dict, schema: attributes.Schema, files: dict[str, bytes]
-                        ) -> H.Section:
+def non_target(nt: dict, schema: attributes.Schema, files: dict[str, bytes]) -> H.Section:
+    """How each group splits over the attributes it leaves free."""
     blocks: list = [H.Text("Classes of the attributes a group does not constrain, over its "
                            "identities: balance on the target attributes must not hide a "
                            "skew on the others.")]
@@ -103,6 +106,7 @@ def non_target(nt: dict, schema: attributes.Schema, files: dict[str, bytes]
 
 
 def diversity(div: dict, nn: dict, files: dict[str, bytes]) -> H.Section:
+    """Distances per group in every space (jaxfair.report.diversity)."""
     blocks: list = [H.Text(NOT_IDENTITY)]
     for space, s in div.items():
         unit = "rms distance per coordinate" if s["metric"] == "rms" else "cosine distance"
