@@ -14,6 +14,8 @@ of ``python -m jaxfair.search`` are those of the bulk job's unit 0. Each stream 
   models(root)            random-weight stand-in models (benchmark presets)
   planner(root)           the planner: its shared stream (batch b: fold_in(fold_in(., 0), b))
                           and its chains (round r: fold_in(fold_in(., 1), r))
+  reference(root, b)      batch b of the dataset report's unguided reference sample: z and
+                          noise from ``split(reference(root, b))`` (report.seed's root)
 
 Model fits (``python -m jaxfair.demo.train``, ``python -m jaxfair.sample fit``) are training
 runs with their own seed (``distribution.seed``): they split it into their own streams.
@@ -29,7 +31,7 @@ from __future__ import annotations
 import jax
 
 # fold_in data of the streams under the root key (fixed: datasets depend on them).
-PRIOR, UNITS, VARIATIONS, MODELS, DRAWS, STARTS, PLANNER = 0, 1, 2, 3, 4, 5, 6
+PRIOR, UNITS, VARIATIONS, MODELS, DRAWS, STARTS, PLANNER, REFERENCE = 0, 1, 2, 3, 4, 5, 6, 7
 LABELS = 1000  # batch b is fold_in(root, LABELS + b)
 
 
@@ -73,3 +75,7 @@ def models(root: jax.Array) -> jax.Array:
 
 def planner(root: jax.Array) -> jax.Array:
     return jax.random.fold_in(root, PLANNER)
+
+
+def reference(root: jax.Array, b) -> jax.Array:
+    return jax.random.fold_in(jax.random.fold_in(root, REFERENCE), b)

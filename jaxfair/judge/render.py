@@ -8,6 +8,8 @@ jit (weights are arguments, graphdefs static). Around it:
                all groups at once (stacked targets: arrays, so it never recompiles);
   make_render  ws -> (probabilities, uint8 images) at full resolution in float32 (what a
                job writes);
+  make_features ws -> (probabilities, classifier features) of the full-resolution float32
+               render (the dataset report's comparison with an unguided sample);
   batched      the one host-side batching helper: a jitted function over N rows in
                fixed-size, padded batches (one trace whatever N is);
   chunked      its in-jit twin: a batch function over N rows in micro-batches of M
@@ -75,13 +77,15 @@ def group_masses(probs: dict[str, jax.Array], targets: attributes.Target) -> jax
 
 
 def make_step(G: sg.Generator, C: classifier.Classifier, batch_size: int, psi: float,
-              noise_mode: str, micro: int = 0):
+              noise_mode: str, micro: int = 0, features: bool = False):
     """Jitted ``(g_state, c_state, key, targets) -> (z, ws, uint8 images, probs, masses [G, B])``.
 
     The prior stream: z and noise keys from ``split(key)``. ``ws`` [B, num_ws, w_dim] is
     returned for callers that keep W (the distribution method's labelling); unused outputs
     are pruned by XLA when the step is called inside another jit. ``micro`` (< B): render
     and classify ``micro`` rows at a time (``chunked``; the same z), not with random noise.
+    ``features`` appends the classifier's penultimate features [B, F] (same network pass)
+    as a sixth output.
     """
     if noise_mode == "random" and 0 < micro < batch_size:
         raise ValueError("micro-batches need noise_mode const or none (random noise is "
@@ -94,12 +98,13 @@ def make_step(G: sg.Generator, C: classifier.Classifier, batch_size: int, psi: f
 
         def rows(z):
             ws = sg.mapping(G.graphdef, g_state, z, psi)
-            img, probs, _ = judge(G.graphdef, g_state, C.graphdef, c_state, C.preprocess,
-                                  C.schema, ws, noise_mode, kn)
-            return ws, imlib.to_uint8(img), probs
+            img, probs, feats = judge(G.graphdef, g_state, C.graphdef, c_state, C.preprocess,
+                                      C.schema, ws, noise_mode, kn, features=features)
+            return ws, imlib.to_uint8(img), probs, feats
 
-        ws, img, probs = chunked(rows, z, micro)
-        return z, ws, img, probs, group_masses(probs, targets)
+        ws, img, probs, feats = chunked(rows, z, micro)
+        out = (z, ws, img, probs, group_masses(probs, targets))
+        return (*out, feats) if features else out
 
     return step
 
@@ -148,6 +153,21 @@ def make_render(G: sg.Generator, C: classifier.Classifier, noise_mode: str,
         return probs, out
 
     return render
+
+
+def make_features(G: sg.Generator, C: classifier.Classifier, noise_mode: str):
+    """Jitted ``(g_state, c_state, ws) -> ({attribute: probs [N, K]}, features [N, F])``: the
+    classifier's judgement and penultimate features of the full-resolution float32 render
+    (``noise_mode`` 'const' or 'none'), as ``make_step(..., features=True)`` gives them for
+    prior samples."""
+
+    @jax.jit
+    def features(g_state, c_state, ws):
+        _, probs, feats = judge(G.graphdef, g_state, C.graphdef, c_state, C.preprocess,
+                                C.schema, ws, noise_mode, features=True)
+        return probs, feats
+
+    return features
 
 
 def batched(fn: Callable[[np.ndarray], object], x: np.ndarray, batch_size: int):

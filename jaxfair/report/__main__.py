@@ -7,9 +7,10 @@ r"""Reports: ``python -m jaxfair.report audit|dataset`` (config: configs/demo.py
 samples per attribute and per group, with 95% Wilson intervals (terminal table,
 audit.json, audit.png; jaxfair.report.audit). ``dataset`` writes DIR/report/ for a generated
 dataset, complete or partial: counts vs. quota, re-classification of images read back from
-disk, target probabilities, non-target attributes per group, contact sheets, diversity and
-an index.html with everything inline (jaxfair.report.dataset_report). Settings:
-``config.report``. Bad input: one line on stderr, exit status 2, nothing written.
+disk, target probabilities, non-target attributes per group, contact sheets, diversity,
+each group against an unguided sample of it (faithfulness), and an index.html with
+everything inline (jaxfair.report.dataset_report). Settings: ``config.report``. Bad
+input: one line on stderr, exit status 2, nothing written.
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ _OUT = flags.DEFINE_string("out", None, "Output directory (audit default: "
 _DATASET = flags.DEFINE_string("dataset", None, "dataset: the generated dataset directory.")
 _CLASSIFIER = flags.DEFINE_string("classifier", None, "dataset: classifier checkpoint "
                                   "(default: the one plan.json names).")
-_GENERATOR = flags.DEFINE_string("generator", None, "dataset: generator checkpoint, used only "
-                                 "without image files (default: the one plan.json names).")
+_GENERATOR = flags.DEFINE_string("generator", None, "dataset: generator checkpoint, for the "
+                                 "unguided reference and datasets without image files "
+                                 "(default: the one plan.json names).")
 
 
 def main(command: str, config) -> None:

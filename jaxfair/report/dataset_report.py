@@ -10,6 +10,12 @@ Sections (all in ``report.json``, figures as PNG files, everything inline in ``i
   sheets       a contact sheet of sampled identities per group (``sheets/<group>.png``)
   diversity    per group, pairwise and nearest-neighbour distances of latents and of
                classifier features (jaxfair.report.diversity; not an identity measure)
+  reference    faithfulness without ground truth, any generator: each group against an
+               equal-size unguided sample of it (jaxfair.report.reference)
+  faithfulness the demo world's exact check: KS ratio and ground truth
+               (jaxfair.report.faithfulness; demo-generator datasets that kept z)
+
+HTML of each section: jaxfair.report.sections.
 
 Identity figures use each identity's own image (variation 0); image counts and target
 probabilities use every image. ``rc`` is ``config.report`` (configs/demo.py).
@@ -29,19 +35,16 @@ import numpy as np
 from jaxfair.dataset import format as fmt
 from jaxfair.dataset.reader import Dataset, DatasetError
 from jaxfair.io import images as imlib
-from jaxfair.judge import attributes, render
+from jaxfair.judge import render
 from jaxfair.judge.classifier import Classifier
 from jaxfair.models import stylegan2 as sg
 from jaxfair.report import dataset_stats as figures
 from jaxfair.report import faithfulness as faith
 from jaxfair.report import html as H
-from jaxfair.report import plots, reclassify, stats
+from jaxfair.report import plots, reclassify, reference
+from jaxfair.report import sections as S
 
 REPORT_JSON = "report.json"
-NOT_IDENTITY = ("Distances in latent and classifier-feature space measure how spread the "
-                "samples are and flag near-copies; they are not an identity-recognition "
-                "measure (two distant latents can still show the same person). Pass a "
-                "face-embedding model (embedders=) once one is converted for that.")
 
 # An embedding model: generator-range images [N, H, W, 3] in [-1, 1] -> vectors [N, F].
 Embedder = Callable[[np.ndarray], np.ndarray]
@@ -101,10 +104,6 @@ def _json_safe(x):
     return x
 
 
-def _fmt(x: float | None, digits: int = 3) -> str:
-    return "-" if x is None or not np.isfinite(x) else f"{x:.{digits}f}"
-
-
 def build(ds: Dataset, C: Classifier, rc, G: sg.Generator | None = None,
           embedders: Mapping[str, Embedder] | None = None,
           log: Callable[[str], None] = print) -> tuple[dict, dict[str, bytes]]:
@@ -114,8 +113,10 @@ def build(ds: Dataset, C: Classifier, rc, G: sg.Generator | None = None,
       ds: the opened dataset.
       C: the classifier (its schema must equal the dataset's).
       rc: report settings (``config.report``): sample_per_group, sheet_size, sheet_cols,
-        thumb_size, diversity_max, near_duplicate_fraction, batch_size, seed.
-      G: generator, needed only for datasets without image files.
+        thumb_size, diversity_max, near_duplicate_fraction, batch_size, seed,
+        reference_size, reference_budget, reference_permutations.
+      G: generator, needed for datasets without image files and for the unguided
+        reference (without it, that section says it was skipped).
       embedders: optional extra embedding spaces {name: images [-1, 1] -> [N, F]} (a
         face-recognition model, once converted), compared by cosine distance.
 
@@ -188,16 +189,16 @@ def build(ds: Dataset, C: Classifier, rc, G: sg.Generator | None = None,
             for name in extra:
                 feats[name][g] = f_extra[name][sl]
             start += len(recs)
-        sections.append(_agreement_section(report["agreement"], files,
+        sections.append(S.agreement(report["agreement"], files,
                                            plan["image_format"]))
 
     # Target probabilities -------------------------------------------------------------------
     report["target_probs"] = figures.target_probs(ds, groups)
-    sections.append(_target_probs_section(report["target_probs"], groups, files))
+    sections.append(S.target_probs(report["target_probs"], groups, files))
 
     # Non-target attributes ----------------------------------------------------------------
     report["non_target"] = figures.non_target(ds, groups)
-    sections.append(_non_target_section(report["non_target"], ds.schema, files))
+    sections.append(S.non_target(report["non_target"], ds.schema, files))
 
     # Contact sheets -------------------------------------------------------------------------
     blocks: list = [H.Text(f"Up to {rc.sheet_size} sampled identities per group (own image, "
@@ -220,144 +221,22 @@ def build(ds: Dataset, C: Classifier, rc, G: sg.Generator | None = None,
     spaces.update({name: ("cosine", v) for name, v in feats.items()})
     report["diversity"], nn = figures.diversity_section(spaces, rc.near_duplicate_fraction,
                                                 rc.diversity_max, rc.seed)
-    sections.append(_diversity_section_html(report["diversity"], nn, files))
+    sections.append(S.diversity(report["diversity"], nn, files))
 
-    # Faithfulness (demo world: exact factors) -----------------------------------------------
-    if demo_world(ds):
-        report["faithfulness"] = _demo_faithfulness(ds, own)
-        sections.append(_faithfulness_section(report["faithfulness"]))
+    # Faithfulness: against an unguided sample (any generator); demo world: exact factors --
+    report["unguided_reference"] = (
+        reference.check(ds, own, G, C, rc, log) if G is not None or rc.reference_size == 0
+        else {"skipped": "no generator loaded"})
+    sections.append(S.unguided_reference(report["unguided_reference"]))
+    if faith.demo_world(ds):
+        report["faithfulness"] = faith.demo_groups(ds, own)
+        sections.append(S.demo_faithfulness(report["faithfulness"]))
 
     report = _json_safe(report)
     files[REPORT_JSON] = json.dumps(report, indent=2).encode()
     files["index.html"] = H.page(f"Dataset report: {os.path.basename(report['dataset'])}",
                                  sections).encode()
     return report, files
-
-
-def demo_world(ds: Dataset) -> bool:
-    """The dataset's generator is the shipped demo generator (trained by
-    ``jaxfair.demo.train``: its faces' world factors are known exactly from z) and the
-    dataset kept z."""
-    gen = (ds.plan.get("checkpoints") or {}).get("generator", {}).get("path")
-    meta = os.path.join(gen or "", "meta.json")
-    if not gen or not os.path.exists(meta):
-        return False
-    with open(meta) as f:
-        source = json.load(f).get("source", {})
-    return "jaxfair.demo.train" in str(source.get("command", "")) and any(
-        os.path.exists(os.path.join(sh.path, "z.npy")) for sh in ds.shards)
-
-
-def _demo_faithfulness(ds: Dataset, own: Mapping[str, list[dict]]) -> dict:
-    """Per group: KS ratio of the free factors (1 = as binned rejection sampling) and the
-    ground-truth rate of the identities."""
-    out = {}
-    for g, recs in own.items():
-        if len(recs) < 2:
-            continue
-        z = ds.z(recs)
-        target = ds.target(g)
-        masks = {a: np.asarray(m) for a, m in target.masks.items()}
-        constrained = tuple(a for a, m in masks.items() if not m.all())
-        out[g] = {"identities": len(recs),
-                  "ks_ratio": faith.demo_ks_ratio(z, faith.free_factors(constrained)),
-                  "truth": float(faith.demo_truth(z, masks).mean())}
-    return out
-
-
-def _faithfulness_section(f: dict) -> H.Section:
-    rows = [[g, v["identities"], _fmt(v["ks_ratio"], 2), f"{100 * v['truth']:.1f} %"]
-            for g, v in f.items()]
-    return H.Section("Faithfulness (demo world, exact factors)", [
-        H.Text("KS ratio: mean Kolmogorov-Smirnov distance from uniform of the world factors "
-               "the group does not constrain, over the same mean for as many independent "
-               "uniform draws (what binned rejection sampling gives). About 1 is faithful; "
-               "above about 1.3, identities cluster (near-copies). Truth: the share of "
-               "identities whose exact world labels are in the group."),
-        H.Table(["group", "identities", "KS ratio", "truth"], rows)])
-
-
-def _agreement_section(agr: dict, files: dict[str, bytes], image_format: str) -> H.Section:
-    per_attr = "stored class reproduced, per attribute"
-    per_group = "still in its group (every constrained attribute), per group"
-    how = "rendered from latents" if image_format == "none" else "decoded from disk"
-    files["agreement.png"] = plots.shares_with_ci(
-        {per_attr: agr["attributes"], per_group: agr["in_group"]},
-        f"Re-classification of {agr['n']} images {how} (95% Wilson CI)",
-        xlabel="share of images (%)", ylabel={per_attr: "attribute", per_group: "group"})
-    rows = [[a, stats.percent(p), _fmt(agr["prob_abs_diff"][a]["mean"], 4),
-             _fmt(agr["prob_abs_diff"][a]["max"], 4)] for a, p in agr["attributes"].items()]
-    rows += [[f"in group: {g}", stats.percent(p), "", ""] for g, p in agr["in_group"].items()]
-    rows.append(["in group: all", stats.percent(agr["in_group_all"]), "", ""])
-    src = ("rendered from the stored latents (no image files)" if image_format == "none"
-           else f"decoded from the {image_format} files")
-    return H.Section("Re-classification agreement", [
-        H.Text(f"{agr['n']} identity images {src}, mapped back to [-1, 1] and classified "
-               "again. 'agreement': the new argmax class equals the stored one; |dp|: change "
-               "of the stored class's probability."),
-        H.Table(["attribute / group", "agreement [95% CI]", "mean |dp|", "max |dp|"], rows),
-        H.Image(files["agreement.png"], "re-classification agreement")])
-
-
-def _target_probs_section(tp: dict, groups: Mapping[str, list[dict]],
-                          files: dict[str, bytes]) -> H.Section:
-    rows = [[a, g, s["n"], _fmt(s["min"]), _fmt(s["q05"]), _fmt(s["median"]), _fmt(s["mean"])]
-            for a, per in tp.items() for g, s in per.items()]
-    blocks: list = [H.Text("Probability the classifier gave to the group's own classes, per "
-                           "target attribute, over every image (variations included)."),
-                    H.Table(["attribute", "group", "images", "min", "5%", "median", "mean"],
-                            rows)]
-    panels = {}
-    for a in tp:
-        panels[f"target attribute: {a}"] = {
-            g: np.array([r["target_probs"][a] for r in recs if a in r["target_probs"]])
-            for g, recs in groups.items() if g in tp[a]}
-    values = [v for p in panels.values() for v in p.values() if len(v)]
-    if values:
-        lo = np.floor(min(v.min() for v in values) * 20) / 20
-        files["target_probs.png"] = plots.histograms(
-            panels, "Target-class probability per group", "probability of the target classes",
-            np.linspace(min(lo, 0.95), 1.0, 41))
-        blocks.append(H.Image(files["target_probs.png"], "target-class probabilities"))
-    return H.Section("Target-class probabilities", blocks)
-
-
-def _non_target_section(nt: dict, schema: attributes.Schema, files: dict[str, bytes]
-                        ) -> H.Section:
-    blocks: list = [H.Text("Classes of the attributes a group does not constrain, over its "
-                           "identities: balance on the target attributes must not hide a "
-                           "skew on the others.")]
-    for a, rows in nt.items():
-        classes = schema.attribute(a).classes
-        blocks.append(H.Table([f"group ({a})", *classes],
-                              [[g, *(stats.percent(p[c]) for c in classes)]
-                               for g, p in rows.items()]))
-        name = f"non_target_{a}.png"
-        files[name] = plots.stacked_shares(
-            {g: {c: p[c]["share"] for c in classes} for g, p in rows.items()}, classes,
-            f"{a} within each group")
-        blocks.append(H.Image(files[name], f"{a} within each group"))
-    return H.Section("Non-target attributes per group", blocks)
-
-
-def _diversity_section_html(div: dict, nn: dict, files: dict[str, bytes]) -> H.Section:
-    blocks: list = [H.Text(NOT_IDENTITY)]
-    for space, s in div.items():
-        unit = "rms distance per coordinate" if s["metric"] == "rms" else "cosine distance"
-        blocks.append(H.Text(f"{space}: {unit}; mean distance between two identities of a group "
-                             f"{_fmt(s['within_group_mean_pairwise'], 4)}; near-duplicate "
-                             f"radius {_fmt(s['radius'], 4)}."))
-        rows = [[g, v["n"], _fmt(v["mean_pairwise"], 4), _fmt(v["nn"]["mean"], 4),
-                 _fmt(v["nn"].get("q05"), 4), _fmt(v["nn"]["min"], 4),
-                 v["near_duplicate_pairs"]] for g, v in s["groups"].items()]
-        blocks.append(H.Table(["group", "n", "mean pairwise", "NN mean", "NN 5%", "NN min",
-                               "near-duplicate pairs"], rows))
-        if nn.get(space):
-            name = "diversity_" + re.sub(r"[^a-z0-9]+", "_", space.lower()).strip("_") + ".png"
-            files[name] = plots.distance_boxes(nn[space], f"Nearest-neighbour distance: {space}",
-                                               f"{unit} to the nearest other identity")
-            blocks.append(H.Image(files[name], f"nearest-neighbour distances, {space}"))
-    return H.Section("Diversity", blocks)
 
 
 def check_out(out: str) -> None:
@@ -401,9 +280,15 @@ def write(out: str, files: Mapping[str, bytes]) -> None:
 def validate(rc) -> None:
     """Raises ValueError naming the first bad ``config.report`` setting."""
     for name in ("sample_per_group", "sheet_size", "sheet_cols", "thumb_size",
-                 "diversity_max", "batch_size"):
+                 "diversity_max", "batch_size", "reference_budget"):
         if rc[name] < 1:
             raise ValueError(f"report.{name} must be >= 1, got {rc[name]}")
+    if rc.reference_size < 0 or rc.reference_size in (1, 2):
+        raise ValueError(f"report.reference_size must be 0 (no check) or >= "
+                         f"{reference.MIN_SIZE}, got {rc.reference_size}")
+    if rc.reference_permutations < 19:
+        raise ValueError("report.reference_permutations must be >= 19 (a 95 % noise floor), "
+                         f"got {rc.reference_permutations}")
     if not 0 <= rc.near_duplicate_fraction < 1:
         raise ValueError("report.near_duplicate_fraction must be in [0, 1), got "
                          f"{rc.near_duplicate_fraction}")
@@ -428,7 +313,8 @@ def run(dataset: str, rc, out: str | None = None, classifier: str | None = None,
     Args:
       rc: report settings (``config.report``).
       classifier, generator: checkpoint paths overriding the ones plan.json names (the
-        generator is loaded only for datasets without image files).
+        generator is loaded for datasets without image files and for the unguided
+        reference, ``rc.reference_size`` > 0).
 
     Returns:
       The report dict (as report.json).
@@ -441,7 +327,7 @@ def run(dataset: str, rc, out: str | None = None, classifier: str | None = None,
     check_out(out)
     C = jaxfair.load_classifier(_checkpoint(ds, "classifier", classifier))
     G = None
-    if ds.plan["image_format"] == "none":
+    if ds.plan["image_format"] == "none" or rc.reference_size > 0:
         G = jaxfair.load_generator(_checkpoint(ds, "generator", generator))
     report, files = build(ds, C, rc, G, embedders, log)
     write(out, files)

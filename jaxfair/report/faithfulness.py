@@ -8,13 +8,21 @@ independent uniform draws (what binned rejection sampling gives in expectation: 
 floor at that n), is the *KS ratio*: ~1 for a faithful sampler, larger for one that
 clusters (near-copies around a few search optima).
 
+For a dataset (``jaxfair.dataset.reader.Dataset``) of the demo generator that kept z,
+``demo_groups`` gives both per group; for any generator, ``jaxfair.report.reference``
+compares each group with an unguided sample instead (no ground truth needed).
+
 Example:
   r = demo_ks_ratio(z_of_group, free=free_factors(("tone", "hair")))
+  per_group = demo_groups(ds, {group: identity_records})   # if demo_world(ds)
 """
 
 from __future__ import annotations
 
 import functools
+import json
+import os
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -70,3 +78,34 @@ def demo_truth(z: np.ndarray, masks: dict[str, np.ndarray]) -> np.ndarray:
         if name in labels:
             ok &= np.asarray(mask)[np.asarray(labels[name])]
     return ok
+
+
+def demo_world(ds) -> bool:
+    """The dataset's generator is the shipped demo generator (trained by
+    ``jaxfair.demo.train``: its faces' world factors are known exactly from z) and the
+    dataset kept z."""
+    gen = (ds.plan.get("checkpoints") or {}).get("generator", {}).get("path")
+    meta = os.path.join(gen or "", "meta.json")
+    if not gen or not os.path.exists(meta):
+        return False
+    with open(meta) as f:
+        source = json.load(f).get("source", {})
+    return "jaxfair.demo.train" in str(source.get("command", "")) and any(
+        os.path.exists(os.path.join(sh.path, "z.npy")) for sh in ds.shards)
+
+
+def demo_group(ds, group: str, records: list[dict]) -> dict:
+    """{'identities', 'ks_ratio', 'truth'} of one group's identity records (n >= 2) of a
+    demo-world dataset ``ds``: the KS ratio of its free factors (1 = as binned rejection
+    sampling) and its ground-truth rate."""
+    z = ds.z(records)
+    masks = {a: np.asarray(m) for a, m in ds.target(group).masks.items()}
+    constrained = tuple(a for a, m in masks.items() if not m.all())
+    return {"identities": len(records),
+            "ks_ratio": demo_ks_ratio(z, free_factors(constrained)),
+            "truth": float(demo_truth(z, masks).mean())}
+
+
+def demo_groups(ds, own: Mapping[str, list[dict]]) -> dict:
+    """``demo_group`` of every group with at least 2 identities: {group: figures}."""
+    return {g: demo_group(ds, g, recs) for g, recs in own.items() if len(recs) >= 2}

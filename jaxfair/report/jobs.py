@@ -94,13 +94,8 @@ def measure(workdir: str, demo: bool) -> dict:
         mine = [r for r in records if r["group"] == g]
         row = {"identities": len(mine), "work": work[g]}
         if demo and has_z and mine:
-            z = ds.z(mine)
-            target = ds.target(g)
-            constrained = tuple(a for a, mask in target.masks.items()
-                                if not np.asarray(mask).all())
-            row["ks_ratio"] = round(faith.demo_ks_ratio(z, faith.free_factors(constrained)), 3)
-            row["truth"] = round(float(faith.demo_truth(
-                z, {a: np.asarray(v) for a, v in target.masks.items()}).mean()), 4)
+            f = faith.demo_group(ds, g, mine)
+            row["ks_ratio"], row["truth"] = round(f["ks_ratio"], 3), round(f["truth"], 4)
         rows[g] = row
     return {"evaluations": m["evaluations"], "total": m["candidates_evaluated"],
             "groups": rows}

@@ -76,3 +76,11 @@ def test_config_for_a_schema_the_classifier_lacks():
     c = load("ffhq1024_fairface")  # race x gender; DeepFace race-only has no gender
     with pytest.raises(attributes.TargetError, match="gender"):
         pipeline.validate(c, attributes.deepface_schema(("race",)))
+
+
+def test_demo_rare_world_is_twelve_groups():
+    c = load("demo", "rare")
+    assert keys(c) == keys(load("demo")) and c.threshold == 0.9
+    pipeline.validate(c, attributes.DEMO)
+    groups = attributes.enumerate_groups(attributes.DEMO, tuple(c.attributes))
+    assert len(groups) == 12 and pool.settings(c, len(groups)).quota == c.identities_per_group

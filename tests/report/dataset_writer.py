@@ -92,7 +92,9 @@ def write_dataset(root: str, G, C, groups: list[str], per_group: int, *, variati
                                           "sha256": ""},
                             "classifier": {"path": os.path.join(DEMO, "classifier"),
                                            "sha256": ""}},
-            "config": {"noise_mode": "const"}, "units": len(groups)}
+            # The rule the identities were picked by (argmax, as in_target below).
+            "config": {"noise_mode": "const", "truncation_psi": 1.0, "threshold": 0.5,
+                       "search": {"accept_mode": "argmax"}}, "units": len(groups)}
     os.makedirs(os.path.join(root, "shards", ".tmp-00099"))  # a writer's temp dir: ignored
     with open(os.path.join(root, "plan.json"), "w") as f:
         json.dump(plan, f)

@@ -23,7 +23,8 @@ GROUPS = ["tone=light,hair=short", "tone=light,hair=long", "tone=medium,hair=sho
 PER_GROUP = 3
 AUDIT_NUM, AUDIT_BATCH = 40, 16
 RC = dict(sample_per_group=8, sheet_size=8, sheet_cols=4, thumb_size=32, diversity_max=100,
-          near_duplicate_fraction=0.05, batch_size=16, seed=0)
+          near_duplicate_fraction=0.05, batch_size=16, seed=0, reference_size=8,
+          reference_budget=256, reference_permutations=49)
 
 
 @pytest.fixture(scope="module")
@@ -260,3 +261,31 @@ def test_complete_dataset_numbers(complete, models):
         assert lat["groups"][g]["mean_pairwise"] == pytest.approx(np.mean(pairs), rel=1e-6)
     feat = report["diversity"]["classifier features"]["groups"][GROUPS[2]]
     assert feat["near_duplicate_pairs"] >= 1  # the near-copy renders an almost equal face
+
+
+def test_unguided_reference_flags_the_planted_near_copy(complete, partial):
+    _, _, report, _ = complete
+    ref = report["unguided_reference"]
+    assert ref["rule"] == {"threshold": 0.5, "mode": "argmax", "truncation_psi": 1.0,
+                           "noise_mode": "const"}
+    assert ref["evaluations"] % RC["batch_size"] == 0
+    assert 0 < ref["evaluations"] <= RC["reference_budget"]
+    for g in GROUPS:
+        v = ref["groups"][g]
+        assert v["identities"] == v["reference"] == v["compared"] == PER_GROUP
+        assert v["latent_space"] == "w" and v["features"]["n"] == PER_GROUP
+    # Two of group 3's three identities are near-copies (W + 1e-3 noise): clustered.
+    near = ref["groups"][GROUPS[2]]["latent"]
+    assert near["nn_ratio"] > 2.5 and near["nn_dataset"] < 0.5 * near["nn_reference"]
+    assert all(ref["groups"][g]["latent"]["nn_ratio"] < 2 for g in GROUPS[:2])
+    # The partial W+ dataset: its two finished groups, against W+ reference latents.
+    part = partial[2]["unguided_reference"]
+    assert sorted(part["groups"]) == sorted(GROUPS[:2])
+    assert {v["latent_space"] for v in part["groups"].values()} == {"wplus"}
+
+
+@pytest.mark.parametrize("key,value", [("reference_size", 2), ("reference_budget", 0),
+                                       ("reference_permutations", 10)])
+def test_bad_reference_settings_are_refused(key, value):
+    with pytest.raises(ValueError, match=f"report.{key}"):
+        dataset_report.validate(ml_collections.ConfigDict({**RC, key: value}))
