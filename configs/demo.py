@@ -59,7 +59,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.crop = "none"  # images written: none (full frame) or arcface112 (insightface crop)
     c.output_format = ""  # also export DIR/export-<format> after the run (docs/datasets.md)
     c.render_batch = 64  # images per full-resolution render + re-classification batch
-    # Memory budget of one batched step in GiB; 0: half the device's memory (CPU: of the
+    # Memory budget of one batched step in GiB; 0: half the device's memory (CPU: 0.4 of the
     # host's RAM, MemTotal). See jaxfair.judge.sizing and generate --dry_run.
     c.memory_budget_gb = 0.0
     c.image_format = "png"  # png, jpg or none (latents and records only)

@@ -10,9 +10,9 @@ Backends that return no memory analysis fall back to the cost analysis's
 ``bytes accessed``, an upper bound of the live bytes (every byte read or written is counted
 once, live or not); ``StepMemory.source`` says which one was used.
 
-The default budget is a fraction (``DEFAULT_FRACTION``) of the device's memory
+The default budget is a fraction of the device's memory (``DEVICE_FRACTION``)
 (``memory_stats()['bytes_limit']`` on GPU/TPU) or, on CPU, of the host's RAM (``MemTotal``
-in /proc/meminfo): other processes and the host-side buffers (images waiting to be encoded
+in /proc/meminfo; ``HOST_FRACTION``, smaller: the process itself lives there): other processes and the host-side buffers (images waiting to be encoded
 and written) need the rest. Fixed quantities, not what happens to be free: a batch size
 changes float roundings (XLA tiles a batch of 16 differently from one of 256), so a resumed
 run must choose the sizes the first run chose, and does on the same machine.
@@ -35,7 +35,8 @@ from typing import Any
 
 import jax
 
-DEFAULT_FRACTION = 0.5
+DEVICE_FRACTION = 0.5
+HOST_FRACTION = 0.4
 DEFAULT_CANDIDATES = tuple(2 ** i for i in range(11))  # 1 .. 1024
 GIB = 1024 ** 3
 
@@ -184,22 +185,23 @@ def host_memory_bytes(meminfo: str = "/proc/meminfo") -> int | None:
     return None
 
 
-def budget_bytes(memory_budget_gb: float = 0.0, fraction: float = DEFAULT_FRACTION,
+def budget_bytes(memory_budget_gb: float = 0.0, fraction: float | None = None,
                  device: jax.Device | None = None) -> tuple[int, str]:
     """The memory budget of one step and how it was chosen.
 
     Args:
       memory_budget_gb: > 0: exactly this many GiB (``--config.memory_budget_gb``).
-      fraction: otherwise this fraction of the device's memory limit, or on CPU (no
-        ``bytes_limit``) of the host's RAM (MemTotal: the same on every run on a machine).
+      fraction: otherwise this fraction (default DEVICE_FRACTION / HOST_FRACTION) of the
+        device's memory limit, or on CPU (no ``bytes_limit``) of the host's RAM (MemTotal:
+        the same on every run on a machine).
       device: default ``jax.devices()[0]``.
 
     Returns:
-      (bytes, a phrase for logs, e.g. '0.5 x 23.1 GiB host RAM').
+      (bytes, a phrase for logs, e.g. '0.4 x 23.1 GiB host RAM').
     """
     if memory_budget_gb > 0:
         return int(memory_budget_gb * GIB), f"--config.memory_budget_gb={memory_budget_gb:g}"
-    if not 0 < fraction <= 1:
+    if fraction is not None and not 0 < fraction <= 1:
         raise ValueError(f"fraction must be in (0, 1], got {fraction}")
     device = device or jax.devices()[0]
     stats = None
@@ -209,12 +211,14 @@ def budget_bytes(memory_budget_gb: float = 0.0, fraction: float = DEFAULT_FRACTI
         stats = None
     if stats and stats.get("bytes_limit"):
         limit = int(stats["bytes_limit"])
+        fraction = DEVICE_FRACTION if fraction is None else fraction
         return int(fraction * limit), (f"{fraction:g} x {limit / GIB:.1f} GiB of "
                                        f"{device.platform}:{device.id} memory")
     total = host_memory_bytes()
     if total is None:
         raise ValueError("cannot tell the host's memory (no MemTotal in /proc/meminfo): set "
                          "--config.memory_budget_gb")
+    fraction = HOST_FRACTION if fraction is None else fraction
     return int(fraction * total), f"{fraction:g} x {total / GIB:.1f} GiB host RAM"
 
 
