@@ -45,6 +45,11 @@ def in_root():
         os.chdir(old)
 
 
+# The module-scoped fixtures are built by one pytest-xdist worker, not by both
+# (--dist loadgroup in pyproject.toml).
+pytestmark = pytest.mark.xdist_group("generate_demo")
+
+
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     e = dict(os.environ)
@@ -146,6 +151,7 @@ def test_progress_lines_during_the_find_phase(smoke):
     assert any(line.startswith("units 12/12  images 12/12") for line in LOG)
 
 
+@pytest.mark.slow  # ~80 s (CI time); choose_batch under a small budget: tests/judge/test_sizing.py
 def test_a_small_memory_budget_runs_micro_batches_and_keeps_the_stream(smoke, env,
                                                                        tmp_path):
     """Under 0.03 GiB the stream step and the render run 16 at a time (manifest
@@ -318,6 +324,7 @@ def test_a_short_budget_finishes_reachable_groups_then_resumes_to_the_same_datas
     assert_same_dataset(smoke[0], work)
 
 
+@pytest.mark.slow  # ~100 s (CI time); the shortfall path in CI: the planner's short budget
 def test_search_units_short_of_their_budget_leave_the_others_then_resume(env, tmp_path):
     """The search method with one generation (the initial 8 candidates per unit): the rare
     groups' units are not made, every other unit is; exit 3 with the shortfall in the
