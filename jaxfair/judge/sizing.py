@@ -12,8 +12,9 @@ once, live or not); ``StepMemory.source`` says which one was used.
 
 The default budget is a fraction of the device's memory (``DEVICE_FRACTION``)
 (``memory_stats()['bytes_limit']`` on GPU/TPU) or, on CPU, of the host's RAM (``MemTotal``
-in /proc/meminfo; ``HOST_FRACTION``, smaller: the process itself lives there): other processes and the host-side buffers (images waiting to be encoded
-and written) need the rest. Fixed quantities, not what happens to be free: a batch size
+in /proc/meminfo; ``HOST_FRACTION``, smaller: the process itself lives there): other
+processes and the host-side buffers (images waiting to be encoded and written) need the
+rest. Fixed quantities, not what happens to be free: a batch size
 changes float roundings (XLA tiles a batch of 16 differently from one of 256), so a resumed
 run must choose the sizes the first run chose, and does on the same machine.
 
@@ -285,3 +286,43 @@ def size_step(step_factory: Callable[[int], tuple[Callable, Sequence[Any]]],
     batch, mem, (fn, args, compiled) = _choose(
         step_factory, budget_bytes, allowed or candidates(configured), name)
     return Sized(name, configured, batch, mem, fn, compiled, _signature(args))
+
+
+class Steps:
+    """The batched steps of one command, each sized within one budget as it is first built.
+
+    Example (the dataset report's re-classification):
+      steps = Steps(budget_bytes(config.memory_budget_gb)[0], log)
+      classify, batch = steps.step(factory, rc.batch_size, "reclassify")
+      ...
+      report["batch_sizes"] = steps.reduced()
+
+    Attributes:
+      budget_bytes: memory budget of one call; None: every step at its configured batch,
+        as the factory makes it (nothing sized).
+      sized: the steps sized so far (``Sized``), in order.
+    """
+
+    def __init__(self, budget_bytes: int | None,
+                 log: Callable[[str], None] | None = None):
+        self.budget_bytes = budget_bytes
+        self.log = log
+        self.sized: list[Sized] = []
+
+    def step(self, step_factory: Callable[[int], tuple[Callable, Sequence[Any]]],
+             configured: int, name: str, allowed: Sequence[int] | None = None
+             ) -> tuple[Callable, int]:
+        """(the step, its batch): ``size_step`` within the budget (logged), or the step at
+        ``configured`` without one. Raises ``BudgetError`` as ``size_step``."""
+        if self.budget_bytes is None:
+            return step_factory(configured)[0], configured
+        s = size_step(step_factory, self.budget_bytes, configured, name, allowed)
+        self.sized.append(s)
+        if self.log is not None:
+            self.log(f"step {name}: batch {s.batch} (configured {configured}), compiled "
+                     f"memory {describe(s.memory)}")
+        return s, s.batch
+
+    def reduced(self) -> dict:
+        """{name: Sized.record()} of the steps that run below their configured batch."""
+        return {s.name: s.record() for s in self.sized if s.batch < s.configured}

@@ -13,10 +13,11 @@ the ones a run with the same budget uses:
                          micro-batches of the chosen size (the same samples)
                 chains   ``planner.num_chains`` chains x ``planner.chain_steps`` steps, each
                          step's proposals judged in micro-batches
-  search        evaluate render-and-judge of one generation's candidates
-                         (units_per_step x searches_per_unit x search.population_size, or
-                         search.eval_batch) in micro-batches: reported only, the engine
-                         runs ``search.eval_batch`` as configured
+  search        evaluate one ``Engine.run`` call (search.generations_per_chunk
+                         generations) scoring each generation's S x P candidates (S =
+                         units_per_step x searches_per_unit, P = search.population_size)
+                         in micro-batches of the chosen size; search.eval_batch (0: S x P)
+                         is the upper bound (also of ``python -m jaxfair.search``)
   distribution  label    ``distribution.batch_size`` prior samples labelled by ``sample fit``
                 draw     ``distribution.batch_size`` mixture draws rendered and judged (once
                          a fitted model is in ``distribution.workdir``)
@@ -41,8 +42,6 @@ from jaxfair.judge import render as render_lib
 from jaxfair.pipeline import finders
 from jaxfair.pipeline import plan as plan_lib
 from jaxfair.pipeline import run as run_lib
-from jaxfair.sampling import stream as stream_lib
-from jaxfair.search import objective as obj
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,18 +60,8 @@ def step_factories(config: ml_collections.ConfigDict, G, C, groups: list[str]
     """(name, config key, configured batch, batch -> (jitted fn, abstract args)) of every
     batched step of ``config.method``: the factories the run sizes its steps with."""
     steps = []
-    if config.method == "planner":
+    if config.method in ("planner", "search"):
         steps += finders.create(config, G, C, groups).step_factories()
-    elif config.method == "search":
-        s = config.search
-        n = s.eval_batch or config.units_per_step * config.searches_per_unit * s.population_size
-        judge = stream_lib.Judge(G, C, obj.Objective(threshold=config.threshold,
-                                                     mode=s.accept_mode),
-                                 config.truncation_psi, config.noise_mode)
-        targets = attributes.stack_targets([attributes.parse_target(g, C.schema)
-                                            for g in groups])
-        steps.append(("evaluate", "search.eval_batch", n,
-                      stream_lib.step_factory(judge, n, targets)))
     elif config.method == "distribution":
         from jaxfair.distribution import draw as draw_lib
         from jaxfair.distribution import fit as fit_lib

@@ -87,7 +87,7 @@ def create(config: ml_collections.ConfigDict, G, C, groups: list[str],
         return pool.PoolFinder(config, G, C, groups, prior,
                                keylib.planner(keylib.root(config.seed)), budget_bytes)
     if config.method == "search":
-        return SearchFinder(config, G, C, groups)
+        return SearchFinder(config, G, C, groups, budget_bytes)
     if config.method == "distribution":
         return DistributionFinder(config, G, C, groups, budget_bytes)
     raise ValueError(f"unknown method {config.method!r}; choose from {', '.join(METHODS)}")
@@ -136,7 +136,12 @@ class SearchFinder(_PerUnit):
     """The fused search engine over a step's units (see module docstring)."""
 
 
-    def __init__(self, config: ml_collections.ConfigDict, G, C, groups: list[str]):
+    def __init__(self, config: ml_collections.ConfigDict, G, C, groups: list[str],
+                 budget_bytes: int | None = None):
+        """``budget_bytes``: memory budget of one ``Engine.run`` call; the engine then scores
+        its candidates in the largest micro-batch within it, ``search.eval_batch`` (0: the
+        whole batch) at most (``engine.size_run``, at the first step). Searches sharded
+        over several devices, and None, keep the configured ``search.eval_batch``."""
         self.config, self.G, self.C, self.groups = config, G, C, groups
         self._init_short()
         self.engine = builder.build(builder.Settings.from_config(
@@ -146,18 +151,53 @@ class SearchFinder(_PerUnit):
         self.prior, self.units_root = roots(config, G)
         self.mesh, (self.g_state, self.c_state, self.prior_dev) = eng_lib.place(
             self.engine.num_searches, (G.state, C.state, self.prior), jax.local_devices())
+        self.budget_bytes = budget_bytes
+        self._run: Callable | None = None  # the engine's run step, sized at the first step
 
-    def find(self, units: list[Unit]) -> list[Found | None]:
-        cfg, eng = self.config, self.engine
-        spu = cfg.searches_per_unit
-        slots = units + [units[-1]] * (cfg.units_per_step - len(units))
+    def _step_args(self, units: list[Unit]) -> tuple:
+        """(targets [S], keys [S]) of a step's searches: ``searches_per_unit`` per unit, a
+        short step padded with copies of its last unit."""
+        spu = self.config.searches_per_unit
+        slots = units + [units[-1]] * (self.config.units_per_step - len(units))
         targets = attributes.stack_targets([self.targets[u.group] for u in slots
                                             for _ in range(spu)])
         keys = jnp.concatenate([jax.random.split(jax.random.fold_in(self.units_root, u.id),
                                                  spu) for u in slots])
+        return targets, keys
+
+    def step_factories(self) -> list[tuple[str, str, int, Callable]]:
+        """(name, config key, configured batch, micro -> (step, abstract arguments)) of the
+        search's batched step: ``Engine.run`` scoring S x P candidates per generation in
+        micro-batches (``engine.run_factory``), what ``--dry_run`` sizes and the run uses."""
+        units = [Unit(i, i % len(self.groups), 0, 1) for i in range(self.config.units_per_step)]
+        return [("evaluate", "search.eval_batch", self.engine.eval_bound,
+                 eng_lib.run_factory(self.engine, self.g_state, self.c_state, self.prior_dev,
+                                     *self._step_args(units)))]
+
+    def _run_step(self, args: tuple) -> Callable:
+        """The engine's run (sized within the budget at the first step, or as configured);
+        sizing may replace ``self.engine`` by its copy at the chosen micro-batch."""
+        if self._run is None:
+            if self.budget_bytes is None or self.mesh is not None:
+                self._run = self.engine.run
+            else:
+                self._run = eng_lib.size_run(self.engine, self.budget_bytes, *args)
+                self.engine = self._run.jitted.engine
+        return self._run
+
+    @property
+    def sizes(self) -> list:
+        return [self._run] if isinstance(self._run, sizing.Sized) else []
+
+    def find(self, units: list[Unit]) -> list[Found | None]:
+        cfg = self.config
+        spu = cfg.searches_per_unit
+        targets, keys = self._step_args(units)
         if self.mesh is not None:
             targets, keys = eng_lib.shard((targets, keys), self.mesh)
         args = (self.g_state, self.c_state, self.prior_dev, targets, keys)
+        run = self._run_step(args)
+        eng = self.engine
         state = eng.init(*args)
         gens = 1
         while True:
@@ -168,7 +208,7 @@ class SearchFinder(_PerUnit):
                 break
             if self.progress is not None:
                 self.progress("search evaluations", *self._estimate(state, units, taken, gens))
-            state, _ = eng.run(*args, state)
+            state, _ = run(*args, state)
             gens += eng.generations
         evaluated = np.asarray(jax.device_get(state.evaluated))
         best = np.asarray(jax.device_get(state.best_masses))

@@ -9,8 +9,10 @@ audit.json, audit.png; jaxfair.report.audit). ``dataset`` writes DIR/report/ for
 dataset, complete or partial: counts vs. quota, re-classification of images read back from
 disk, target probabilities, non-target attributes per group, contact sheets, diversity,
 each group against an unguided sample of it (faithfulness), and an index.html with
-everything inline (jaxfair.report.dataset_report). Settings: ``config.report``. Bad
-input: one line on stderr, exit status 2, nothing written.
+everything inline (jaxfair.report.dataset_report). Settings: ``config.report``; both
+commands run their batched steps (``report.batch_size``) in the largest batch within the
+memory budget (``--config.memory_budget_gb``, jaxfair.judge.sizing). Bad input: one line
+on stderr, exit status 2, nothing written.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 from absl import flags, logging
 
 from jaxfair import cli
+from jaxfair.judge import sizing
 from jaxfair.report import audit, dataset_report
 
 PROG = "jaxfair.report"
@@ -47,8 +50,10 @@ def main(command: str, config) -> None:
         else:
             if not _DATASET.value:
                 cli.fail(PROG, "dataset needs --dataset=DIR")
-            report = dataset_report.run(_DATASET.value, config.report, _OUT.value,
-                                        _CLASSIFIER.value, _GENERATOR.value, log=logging.info)
+            report = dataset_report.run(
+                _DATASET.value, config.report, _OUT.value, _CLASSIFIER.value,
+                _GENERATOR.value, log=logging.info,
+                budget_bytes=sizing.budget_bytes(config.memory_budget_gb)[0])
             out = _OUT.value or f"{_DATASET.value}/report"
             print(f"wrote the report of {report['identities']} identities and "
                   f"{report['images']} images ({'complete' if report['complete'] else 'partial'}"

@@ -30,12 +30,14 @@ import shutil
 import tempfile
 from collections.abc import Callable, Mapping
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from jaxfair.dataset import format as fmt
 from jaxfair.dataset.reader import Dataset, DatasetError
 from jaxfair.io import images as imlib
-from jaxfair.judge import render
+from jaxfair.judge import render, sizing
 from jaxfair.judge.classifier import Classifier
 from jaxfair.models import stylegan2 as sg
 from jaxfair.report import dataset_stats as figures
@@ -63,12 +65,25 @@ def check_schema(ds: Dataset, C: Classifier) -> None:
         raise DatasetError(f"classifier schema {theirs} differs from the dataset's {mine}")
 
 
+def synthesis_factory(G: sg.Generator, noise_mode: str):
+    """``batch -> (jitted (g_state, ws [batch, num_ws, w_dim] float32) -> images, abstract
+    arguments)`` for ``sizing.size_step``: the synthesis of ``G.synthesis`` (float32)."""
+    fn = jax.jit(lambda g_state, ws: sg.synthesis(G.graphdef, g_state, ws, noise_mode))
+
+    def factory(b: int):
+        return fn, (sizing.abstract(G.state), jax.ShapeDtypeStruct(
+            (b, G.config.num_ws, G.config.w_dim), jnp.float32))
+
+    return factory
+
+
 def load_images(ds: Dataset, records: list[dict], G: sg.Generator | None,
-                batch_size: int) -> np.ndarray:
+                batch_size: int, steps: sizing.Steps | None = None) -> np.ndarray:
     """uint8 images [N, H, W, 3] of ``records``: decoded files, or renders of the latents.
 
     Without image files (image_format 'none') the stored latents are rendered with ``G``
-    (W latents are broadcast to every layer) using the run's noise mode.
+    (W latents are broadcast to every layer) using the run's noise mode, ``batch_size`` at
+    a time or the largest size below it within ``steps``'s budget (step 'render').
     """
     if ds.plan["image_format"] != "none":
         return np.stack([ds.load_image(r) for r in records])
@@ -79,8 +94,11 @@ def load_images(ds: Dataset, records: list[dict], G: sg.Generator | None,
     if lat.ndim == 2:
         lat = np.broadcast_to(lat[:, None], (len(lat), G.config.num_ws, lat.shape[-1]))
     noise_mode = ds.plan.get("config", {}).get("noise_mode", "const")
-    return render.batched(lambda ws: imlib.to_uint8(G.synthesis(ws, noise_mode)),
-                              np.ascontiguousarray(lat), batch_size)
+    step, batch = (steps or sizing.Steps(None)).step(synthesis_factory(G, noise_mode),
+                                                      batch_size, "render")
+    return render.batched(
+        lambda ws: imlib.to_uint8(step(G.state, np.asarray(ws, np.float32))),
+        np.ascontiguousarray(lat), batch)
 
 
 def thumbnails(images: np.ndarray, size: int) -> np.ndarray:
@@ -106,7 +124,8 @@ def _json_safe(x):
 
 def build(ds: Dataset, C: Classifier, rc, G: sg.Generator | None = None,
           embedders: Mapping[str, Embedder] | None = None,
-          log: Callable[[str], None] = print) -> tuple[dict, dict[str, bytes]]:
+          log: Callable[[str], None] = print, budget_bytes: int | None = None
+          ) -> tuple[dict, dict[str, bytes]]:
     """Computes every section of the report.
 
     Args:
@@ -119,12 +138,17 @@ def build(ds: Dataset, C: Classifier, rc, G: sg.Generator | None = None,
         reference (without it, that section says it was skipped).
       embedders: optional extra embedding spaces {name: images [-1, 1] -> [N, F]} (a
         face-recognition model, once converted), compared by cosine distance.
+      budget_bytes: memory budget of one call of a batched step (the re-render, the
+        re-classification and features, the reference draw and its features): each runs
+        the largest batch within it, ``rc.batch_size`` at most (``sizing.Steps``, logged;
+        ``report['batch_sizes']`` lists those below it). None: ``rc.batch_size``.
 
     Returns:
       (report dict as written to report.json, {relative file name: bytes}) including
       index.html.
     """
     check_schema(ds, C)
+    steps = sizing.Steps(budget_bytes, log)
     records = list(ds.records())
     groups = figures.by_group(ds, records)
     plan = ds.plan
@@ -175,10 +199,10 @@ def build(ds: Dataset, C: Classifier, rc, G: sg.Generator | None = None,
         feats[name] = {}
     if flat:
         log(f"reading back and classifying {len(flat)} identity images")
-        imgs = load_images(ds, flat, G, rc.batch_size)
-        probs = reclassify.predict(C, imgs, rc.batch_size)
+        imgs = load_images(ds, flat, G, rc.batch_size, steps)
+        probs = reclassify.predict(C, imgs, rc.batch_size, steps)
         report["agreement"] = reclassify.agreement(flat, probs, ds.schema)
-        f_cls = reclassify.features(C, imgs, rc.batch_size)
+        f_cls = reclassify.features(C, imgs, rc.batch_size, steps)
         f_extra = {name: np.asarray(fn(reclassify.from_uint8(imgs))) for name, fn in
                    extra.items()}
         start = 0
@@ -225,12 +249,14 @@ def build(ds: Dataset, C: Classifier, rc, G: sg.Generator | None = None,
 
     # Faithfulness: against an unguided sample (any generator); demo world: exact factors --
     report["unguided_reference"] = (
-        reference.check(ds, own, G, C, rc, log) if G is not None or rc.reference_size == 0
-        else {"skipped": "no generator loaded"})
+        reference.check(ds, own, G, C, rc, log, steps)
+        if G is not None or rc.reference_size == 0 else {"skipped": "no generator loaded"})
     sections.append(S.unguided_reference(report["unguided_reference"]))
     if faith.demo_world(ds):
         report["faithfulness"] = faith.demo_groups(ds, own)
         sections.append(S.demo_faithfulness(report["faithfulness"]))
+    if steps.reduced():  # a step ran below rc.batch_size (the memory budget)
+        report["batch_sizes"] = steps.reduced()
 
     report = _json_safe(report)
     files[REPORT_JSON] = json.dumps(report, indent=2).encode()
@@ -307,11 +333,13 @@ def _checkpoint(ds: Dataset, kind: str, override: str | None) -> str:
 
 def run(dataset: str, rc, out: str | None = None, classifier: str | None = None,
         generator: str | None = None, embedders: Mapping[str, Embedder] | None = None,
-        log: Callable[[str], None] = print) -> dict:
+        log: Callable[[str], None] = print, budget_bytes: int | None = None) -> dict:
     """Opens ``dataset``, builds the report and writes it to ``out`` (default DIR/report).
 
     Args:
       rc: report settings (``config.report``).
+      budget_bytes: memory budget of one batched step call (``build``); the entry point
+        passes ``sizing.budget_bytes(config.memory_budget_gb)``.
       classifier, generator: checkpoint paths overriding the ones plan.json names (the
         generator is loaded for datasets without image files and for the unguided
         reference, ``rc.reference_size`` > 0).
@@ -329,6 +357,6 @@ def run(dataset: str, rc, out: str | None = None, classifier: str | None = None,
     G = None
     if ds.plan["image_format"] == "none" or rc.reference_size > 0:
         G = jaxfair.load_generator(_checkpoint(ds, "generator", generator))
-    report, files = build(ds, C, rc, G, embedders, log)
+    report, files = build(ds, C, rc, G, embedders, log, budget_bytes)
     write(out, files)
     return report

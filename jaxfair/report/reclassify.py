@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
-from jaxfair.judge import attributes, render
+from jaxfair.judge import attributes, classifier, render, sizing
 from jaxfair.judge.classifier import Classifier
 from jaxfair.report import stats
 
@@ -25,14 +27,48 @@ def from_uint8(images: np.ndarray) -> np.ndarray:
     return (np.asarray(images, np.float32) - 128.0) / 127.5
 
 
-def predict(C: Classifier, images: np.ndarray, batch_size: int) -> dict[str, np.ndarray]:
-    """uint8 images [N, H, W, 3] -> {attribute: probabilities [N, K]} (float32)."""
-    return render.batched(lambda x: C.predict(from_uint8(x)), images, batch_size)
+def classify_factory(C: Classifier, hw: tuple[int, int], what: str = "predict"):
+    """``batch -> (jitted (c_state, images [batch, H, W, 3] float32 in [-1, 1]) ->
+    output, abstract arguments)`` for ``sizing.size_step``: ``what`` 'predict' gives
+    {attribute: probabilities [B, K]} (``classifier.predict``, as ``C.predict``), 'features'
+    the penultimate features [B, F] (as ``C.features``)."""
+    if what == "predict":
+        fn = jax.jit(lambda c_state, x: classifier.predict(C.graphdef, c_state, x,
+                                                           C.preprocess, C.schema))
+    elif what == "features":
+        fn = jax.jit(lambda c_state, x: classifier.features(C.graphdef, c_state, x,
+                                                            C.preprocess))
+    else:
+        raise ValueError(f"what must be 'predict' or 'features', got {what!r}")
+
+    def factory(b: int):
+        return fn, (sizing.abstract(C.state),
+                    jax.ShapeDtypeStruct((b, *hw, 3), jnp.float32))
+
+    return factory
 
 
-def features(C: Classifier, images: np.ndarray, batch_size: int) -> np.ndarray:
-    """uint8 images [N, H, W, 3] -> the classifier's penultimate features [N, F]."""
-    return render.batched(lambda x: C.features(from_uint8(x)), images, batch_size)
+def _classified(C: Classifier, images: np.ndarray, batch_size: int, what: str,
+                steps: sizing.Steps | None):
+    steps = steps or sizing.Steps(None)
+    step, batch = steps.step(classify_factory(C, images.shape[1:3], what), batch_size,
+                             "reclassify" if what == "predict" else "features")
+    return render.batched(lambda x: step(C.state, from_uint8(x)), images, batch)
+
+
+def predict(C: Classifier, images: np.ndarray, batch_size: int,
+            steps: sizing.Steps | None = None) -> dict[str, np.ndarray]:
+    """uint8 images [N, H, W, 3] -> {attribute: probabilities [N, K]} (float32), in batches
+    of ``batch_size`` or of the largest size below it that ``steps``'s budget allows (step
+    'reclassify')."""
+    return _classified(C, images, batch_size, "predict", steps)
+
+
+def features(C: Classifier, images: np.ndarray, batch_size: int,
+             steps: sizing.Steps | None = None) -> np.ndarray:
+    """uint8 images [N, H, W, 3] -> the classifier's penultimate features [N, F], in batches
+    as ``predict`` (step 'features')."""
+    return _classified(C, images, batch_size, "features", steps)
 
 
 def agreement(records: Sequence[dict], probs: dict[str, np.ndarray],

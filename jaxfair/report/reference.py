@@ -17,7 +17,10 @@ compared with it (``jaxfair.report.two_sample``) in
 
 Cost: every prior sample drawn is one generator + classifier evaluation (reported). At
 most ``report.reference_budget`` samples are drawn; a group the budget leaves short is
-compared at the size reached (both sides), or not at all below ``MIN_SIZE``.
+compared at the size reached (both sides), or not at all below ``MIN_SIZE``. Within the
+report's memory budget (``sizing.Steps``) the draw renders and judges each batch of
+``report.batch_size`` samples in micro-batches (the same samples), and the features of
+the dataset's latents run in smaller batches.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ import numpy as np
 
 from jaxfair import keys as keylib
 from jaxfair.dataset.reader import Dataset
-from jaxfair.judge import attributes, render
+from jaxfair.judge import attributes, render, sizing
 from jaxfair.judge.classifier import Classifier
 from jaxfair.models import stylegan2 as sg
 from jaxfair.models import stylegan2_ops as ops
@@ -69,24 +72,44 @@ def acceptance(plan: Mapping) -> tuple[obj.Objective, float, str]:
             float(cfg.get("truncation_psi", 1.0)), cfg.get("noise_mode", "const"))
 
 
+def draw_factory(G: sg.Generator, C: Classifier, objective: obj.Objective, groups: list[str],
+                 batch_size: int, psi: float, noise_mode: str):
+    """``micro -> (jitted (g_state, c_state, key) -> (z, ws, features, group index [B]),
+    abstract arguments)`` for ``sizing.size_step``: one batch of ``batch_size`` prior
+    samples (``render.make_step``'s stream, the same samples whatever ``micro``), rendered
+    and judged ``micro`` rows at a time, each put into its first accepting group (-1:
+    none)."""
+    targets = attributes.stack_targets([attributes.parse_target(g, C.schema) for g in groups])
+    args = (sizing.abstract(G.state), sizing.abstract(C.state), jax.random.key(0))
+
+    def factory(micro: int):
+        step = render.make_step(G, C, batch_size, psi, noise_mode, micro, features=True)
+
+        @jax.jit
+        def judged(g_state, c_state, key):
+            z, ws, _, probs, _, feats = step(g_state, c_state, key, targets)
+            ok = jax.vmap(lambda t: obj.accepted(objective, probs, t))(targets)
+            return z, ws, feats, stream.assign(ok)
+
+        return judged, args
+
+    return factory
+
+
 def draw(G: sg.Generator, C: Classifier, objective: obj.Objective, groups: list[str],
          need: Mapping[str, int], budget: int, batch_size: int, psi: float, noise_mode: str,
-         seed: int) -> Sample:
+         seed: int, steps: sizing.Steps | None = None) -> Sample:
     """Binned rejection sample: up to ``need[g]`` faces of every group g, at most ``budget``
     prior samples (whole batches of ``batch_size``; at least one batch).
 
     A sample joins the first group of ``groups`` that accepts it (``sampling.stream.assign``;
-    disjoint groups for a threshold above 0.5 or the argmax rule).
+    disjoint groups for a threshold above 0.5 or the argmax rule). Within ``steps``'s
+    memory budget each batch is rendered and judged in micro-batches (step 'reference';
+    the same samples; random noise: whole batches).
     """
-    step = render.make_step(G, C, batch_size, psi, noise_mode, features=True)
-    targets = attributes.stack_targets([attributes.parse_target(g, C.schema) for g in groups])
-
-    @jax.jit
-    def judged(g_state, c_state, key):
-        z, ws, _, probs, _, feats = step(g_state, c_state, key, targets)
-        ok = jax.vmap(lambda t: obj.accepted(objective, probs, t))(targets)
-        return z, ws, feats, stream.assign(ok)
-
+    judged, _ = (steps or sizing.Steps(None)).step(
+        draw_factory(G, C, objective, groups, batch_size, psi, noise_mode), batch_size,
+        "reference", allowed=(batch_size,) if noise_mode == "random" else None)
     root = keylib.root(seed)
     kept = {g: [] for g in groups}
     evaluations, start = 0, time.perf_counter()
@@ -121,14 +144,29 @@ def _ws(G: sg.Generator, lat: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(lat)
 
 
+def features_factory(G: sg.Generator, C: Classifier, noise_mode: str, dtype=np.float32):
+    """``batch -> (render.make_features(...), abstract arguments: ws [batch, num_ws, w_dim]
+    of ``dtype``)`` for ``sizing.size_step``."""
+    fn = render.make_features(G, C, noise_mode)
+
+    def factory(b: int):
+        return fn, (sizing.abstract(G.state), sizing.abstract(C.state), jax.ShapeDtypeStruct(
+            (b, G.config.num_ws, G.config.w_dim), dtype))
+
+    return factory
+
+
 def check(ds: Dataset, own: Mapping[str, list[dict]], G: sg.Generator, C: Classifier, rc,
-          log: Callable[[str], None] = print) -> dict:
+          log: Callable[[str], None] = print, steps: sizing.Steps | None = None) -> dict:
     """The section: every planned group with identities against its reference sample.
 
     Args:
       own: {group: identity records (variation 0)}.
       rc: ``config.report``: reference_size (0: no check), reference_budget,
         reference_permutations, batch_size, seed.
+      steps: the report's memory budget: the draw (step 'reference') and the features of
+        the dataset's latents (step 'reference features') run the largest batch within it,
+        ``rc.batch_size`` at most (None: ``rc.batch_size``).
 
     Returns:
       {'skipped': reason} or {'rule', 'evaluations', 'seconds', 'budget', 'groups': {g:
@@ -147,9 +185,10 @@ def check(ds: Dataset, own: Mapping[str, list[dict]], G: sg.Generator, C: Classi
     need = {g: min(len(own[g]), rc.reference_size) for g in groups}
     log(f"drawing an unguided reference of up to {sum(need.values())} faces "
         f"(budget {rc.reference_budget} evaluations)")
+    steps = steps or sizing.Steps(None)
     ref = draw(G, C, objective, list(ds.groups), need, rc.reference_budget, rc.batch_size,
-               psi, noise_mode, rc.seed)
-    features = render.make_features(G, C, noise_mode)
+               psi, noise_mode, rc.seed, steps)
+    features, batch = None, rc.batch_size
     rng = np.random.default_rng(rc.seed)
     out = {"rule": {"threshold": objective.threshold, "mode": objective.mode,
                     "truncation_psi": psi, "noise_mode": noise_mode},
@@ -171,8 +210,11 @@ def check(ds: Dataset, own: Mapping[str, list[dict]], G: sg.Generator, C: Classi
             y = ref.ws[g][:m] if lat.ndim == 3 else ref.ws[g][:m, 0]
             x = lat
         row["latent"] = two_sample.compare(x, y, "rms", rc.reference_permutations, rc.seed)
-        fx = render.batched(lambda ws: features(G.state, C.state, ws)[1], _ws(G, lat),
-                            rc.batch_size)
+        ws = _ws(G, lat)
+        if features is None:  # the stored latents' dtype (latent_dtype), as before
+            features, batch = steps.step(features_factory(G, C, noise_mode, ws.dtype),
+                                         rc.batch_size, "reference features")
+        fx = render.batched(lambda w, f=features: f(G.state, C.state, w)[1], ws, batch)
         row["features"] = two_sample.compare(fx, ref.features[g][:m], "cosine",
                                              rc.reference_permutations, rc.seed)
     return out

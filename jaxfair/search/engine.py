@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxfair.judge import attributes, classifier, render
+from jaxfair.judge import attributes, classifier, render, sizing
 from jaxfair.judge import preprocess as pp
 from jaxfair.models import stylegan2 as sg
 from jaxfair.search import archive as arc
@@ -90,7 +90,9 @@ class Engine:
         (``lax.map`` over the flattened batch; the last one zero-padded), 0 = all at once.
         On a CPU small micro-batches keep the feature maps in cache (measured 1.28x on
         the demo models with 4, README); on accelerators, and with searches sharded over
-        several devices (micro-batches would cut across the shards), keep 0.
+        several devices (micro-batches would cut across the shards), keep 0. The jobs
+        lower it further where one ``run`` call would exceed the memory budget
+        (``size_run``); it stays their upper bound.
     """
 
     g_graphdef: nnx.GraphDef
@@ -136,6 +138,17 @@ class Engine:
     @property
     def population_size(self) -> int:
         return self.strategy.population_size
+
+    @property
+    def batch(self) -> int:
+        """Candidates scored per generation: S * P."""
+        return self.num_searches * self.population_size
+
+    @property
+    def eval_bound(self) -> int:
+        """The largest micro-batch this engine may score: ``eval_batch`` (0: the whole
+        S * P batch), at most S * P (the upper bound of its memory sizing)."""
+        return min(self.eval_batch or self.batch, self.batch)
 
     # Pieces (pure) --------------------------------------------------------------------
 
@@ -289,6 +302,56 @@ class Engine:
         whatever the search dtype (these are the images a job writes)."""
         probs, _, img = self._score(g_state, c_state, prior, u, None, None, "float32")
         return probs, img
+
+
+@dataclasses.dataclass(frozen=True)
+class RunStep:
+    """``engine.run`` as a step that ``jaxfair.judge.sizing`` compiles (``lower``) and calls:
+    ``(g_state, c_state, prior, targets, keys, state) -> (state, metrics)``."""
+
+    engine: Engine
+
+    def lower(self, *args):
+        return Engine.run.lower(self.engine, *args)
+
+    def __call__(self, *args):
+        return self.engine.run(*args)
+
+
+def run_factory(engine: Engine, g_state, c_state, prior, targets, keys):
+    """``batch -> (RunStep of engine at micro-batch batch, abstract arguments of one run
+    call)``: the search's evaluate step for ``sizing.size_step`` (``--dry_run`` and the run
+    size it with this one factory; see ``size_run``).
+
+    A batch >= ``engine.eval_bound`` is ``engine`` itself (the same object and program);
+    a smaller one a copy with ``eval_batch=b``. Arguments may be arrays or
+    ``jax.ShapeDtypeStruct``s (targets [S, K] masks and keys [S] of one step); nothing is
+    computed (the state's shape comes from ``jax.eval_shape`` of ``init``).
+    """
+    args = sizing.abstract((g_state, c_state, prior, targets, keys))
+
+    def factory(b: int):
+        eng = engine if b >= engine.eval_bound else dataclasses.replace(engine, eval_batch=b)
+        return RunStep(eng), (*args, jax.eval_shape(eng.init, *args))
+
+    return factory
+
+
+def size_run(engine: Engine, budget_bytes: int, g_state, c_state, prior, targets, keys
+             ) -> sizing.Sized:
+    """The engine's ``run`` at the largest micro-batch within ``budget_bytes`` per call, among
+    ``eval_bound`` and the powers of two below it (``sizing.size_step``, step 'evaluate').
+
+    The executable compiled while sizing is the one that runs (``Sized.__call__``);
+    ``sized.jitted.engine`` is the engine at that micro-batch, the one to ``init`` with
+    (its initial batch is the same evaluation). When ``eval_bound`` fits, that engine is
+    ``engine``: the run computes exactly what it computed without a budget.
+
+    Raises:
+      sizing.BudgetError: not even a micro-batch of 1 fits.
+    """
+    return sizing.size_step(run_factory(engine, g_state, c_state, prior, targets, keys),
+                            budget_bytes, engine.eval_bound, "evaluate")
 
 
 def place(num_searches: int, shared, devices=None):

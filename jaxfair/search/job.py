@@ -11,7 +11,10 @@ Output (``workdir``, written atomically):
   records.jsonl      per latent: id, search, generation, target masses at the score
                      resolution and at full resolution, predicted classes at full resolution
   contact_sheet.png  the accepted faces (first 64)
-  summary.json       counts, rates, timing, label agreement across resolutions, settings
+  summary.json       counts, rates, timing, label agreement across resolutions, settings;
+                     ``batch_sizes`` when the memory budget
+                     (``--config.memory_budget_gb``, jaxfair.judge.sizing) made the engine
+                     score candidates in micro-batches below ``search.eval_batch``
 
 Fewer than ``num_accepted`` found (but some): written all the same, ``summary.json`` has
 ``num_accepted`` < ``num_requested``; none found: ``readout.TargetNotReached``, nothing
@@ -33,7 +36,7 @@ import jaxfair
 from jaxfair import keys as keylib
 from jaxfair.io import atomic
 from jaxfair.io import images as imlib
-from jaxfair.judge import attributes, render
+from jaxfair.judge import attributes, render, sizing
 from jaxfair.search import builder, readout, spaces
 from jaxfair.search import engine as eng_lib
 from jaxfair.search import objective as obj
@@ -56,15 +59,24 @@ def run(config: ml_collections.ConfigDict, workdir: str, target_text: str,
     keys = jax.random.split(keylib.unit(root, 0), sc.num_searches)
     mesh, (g_state, c_state, prior) = eng_lib.place(sc.num_searches, (G.state, C.state, prior))
     targets, keys = eng_lib.shard((targets, keys), mesh)
+    args = (g_state, c_state, prior, targets, keys)
 
     t0 = time.perf_counter()
-    state = jax.block_until_ready(engine.init(g_state, c_state, prior, targets, keys))
+    run, sized = engine.run, None
+    if mesh is None:  # searches sharded over devices keep the configured eval_batch
+        budget, why = sizing.budget_bytes(config.memory_budget_gb)
+        sized = eng_lib.size_run(engine, budget, *args)
+        engine, run = sized.jitted.engine, sized
+        log(f"step evaluate: micro-batch {sized.batch} (configured {sized.configured}) within "
+            f"{budget / sizing.GIB:.2f} GiB ({why}), compiled memory "
+            f"{sizing.describe(sized.memory)}")
+    state = jax.block_until_ready(engine.init(*args))
     log(f"compiled and ran the initial batch in {time.perf_counter() - t0:.1f}s")
     per_chunk = sc.num_searches * engine.population_size * sc.generations_per_chunk
     gens, search_s, first_run = 1, 0.0, None
     while gens < sc.max_generations:
         t = time.perf_counter()
-        state, metrics = engine.run(g_state, c_state, prior, targets, keys, state)
+        state, metrics = run(*args, state)
         metrics = jax.device_get(metrics)  # the one host transfer per chunk
         dt = time.perf_counter() - t
         if first_run is None:
@@ -84,8 +96,11 @@ def run(config: ml_collections.ConfigDict, workdir: str, target_text: str,
     if len(u) < sc.num_accepted:  # written all the same; the entry point exits 3
         log(f"found {len(u)} of {sc.num_accepted}: "
             + readout.best_report(state, C.schema, target_text))
+    reduced = ({"evaluate": sized.record()} if sized is not None
+               and sized.batch < sized.configured else {})
     return _write(config, workdir, target_text, engine, G, C, prior, state, u, search_idx,
-                  generation, masses, {"first_chunk_s": first_run, "steady_s": search_s})
+                  generation, masses, {"first_chunk_s": first_run, "steady_s": search_s},
+                  reduced)
 
 
 def _render(engine, G, C, prior, u, batch: int = 64):
@@ -96,7 +111,7 @@ def _render(engine, G, C, prior, u, batch: int = 64):
 
 
 def _write(config, workdir, target_text, engine, G, C, prior, state, u, search_idx,
-           generation, masses, timing) -> dict:
+           generation, masses, timing, batch_sizes: dict) -> dict:
     target = attributes.parse_target(target_text, C.schema)
     probs_full, imgs = _render(engine, G, C, prior, u)
     full_masses = np.asarray(obj.target_masses(probs_full, target, C.schema.names))
@@ -132,6 +147,8 @@ def _write(config, workdir, target_text, engine, G, C, prior, state, u, search_i
             "strategy": config.search.strategy,
             "generator": config.generator, "classifier": config.classifier,
             "jaxfair_version": jaxfair.__version__, "config": json.loads(config.to_json())}
+        if batch_sizes:  # a step ran below its configured batch (memory budget)
+            summary["batch_sizes"] = batch_sizes
         with open(os.path.join(tmp, "summary.json"), "w") as f:
             json.dump(summary, f, indent=2)
     return summary

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxfair.judge import attributes
+from jaxfair.judge import attributes, sizing
 from jaxfair.search import Engine, Objective, Space, build, estimate_prior, spaces
 from jaxfair.search import archive as arc_lib
 from jaxfair.search import engine as eng_lib
@@ -162,3 +162,39 @@ def test_micro_batched_scoring_equals_the_whole_batch(setup):
                           eval_batch=3)  # 16 candidates: 5 micro-batches + 1 padded
     close(micro.init(G.state, C.state, prior, tg, keys),
           whole.init(G.state, C.state, prior, tg, keys))
+
+
+def test_size_run_is_the_engine_itself_when_the_whole_batch_fits(setup):
+    """A budget the whole S x P batch fits: the same engine object, and the executable
+    compiled while sizing gives bitwise the state of ``engine.run``."""
+    G, C, prior, keys = setup
+    tg = targets(*TARGETS)
+    eng = make(G, C, 2, 1)
+    args = (G.state, C.state, prior, tg, keys)
+    sized = eng_lib.size_run(eng, 1 << 40, *args)
+    assert sized.jitted.engine is eng and sized.batch == sized.configured == 16
+    s0 = eng.init(*args)
+    for a, b in zip(jax.tree.leaves(sized(*args, s0)), jax.tree.leaves(eng.run(*args, s0))):
+        assert np.array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_size_run_under_a_small_budget_micro_batches_the_candidates(setup):
+    """A budget below the compiled memory of the configured micro-batch (``eval_batch=2``,
+    the upper bound): the engine scores 1 candidate at a time, within the budget, and its
+    run completes with sane counts and finite losses. Not compared bitwise with the whole
+    batch (another batch size rounds differently); micro-batched scoring equals it to 1e-4
+    in ``test_micro_batched_scoring_equals_the_whole_batch``."""
+    G, C, prior, keys = setup
+    tg = targets(*TARGETS)
+    base = make(G, C, 2, 1)
+    eng = Engine.create(G, C, base.space, base.strategy, base.objective, num_searches=2,
+                        generations=1, score_resolution=8, archive_capacity=16, eval_batch=2)
+    args = (G.state, C.state, prior, tg, keys)
+    budget = sizing.compiled_memory(*eng_lib.run_factory(eng, *args)(1)).total
+    sized = eng_lib.size_run(eng, budget, *args)
+    micro = sized.jitted.engine
+    assert (sized.batch, sized.configured, micro.eval_batch) == (1, 2, 1)
+    assert sized.memory.total <= budget  # and batch 2 did not fit: 1 was chosen
+    state, metrics = sized(*args, micro.init(*args))
+    assert state.generation.tolist() == [2, 2] and state.evaluated.tolist() == [16, 16]
+    assert np.all(np.isfinite(np.asarray(metrics["best_loss"])))

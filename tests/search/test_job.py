@@ -12,8 +12,9 @@ from demo_config import ROOT
 from demo_config import load as load_config
 
 import jaxfair
-from jaxfair.judge import attributes
-from jaxfair.search import builder, job, readout
+from jaxfair.judge import attributes, sizing
+from jaxfair.search import builder, job, readout, spaces
+from jaxfair.search import engine as eng_lib
 
 
 def config(gen, cls, threshold=0.4, **search):
@@ -71,6 +72,30 @@ def test_entry_point_exits_3_when_it_finds_fewer_than_asked(tiny_dirs, tmp_path)
     with open(tmp_path / "out" / "summary.json") as f:
         summary = json.load(f)
     assert 0 < summary["num_accepted"] < summary["num_requested"] == 1000
+
+
+@pytest.mark.slow  # ~60 s of compiles here; the engine's sizing is tested in test_engine.py
+def test_job_under_a_small_budget_scores_in_micro_batches(tiny_dirs, tmp_path):
+    """``memory_budget_gb`` below the compiled memory of the configured micro-batch
+    (``eval_batch=2``, the upper bound): the job's engine scores 1 candidate at a time
+    (recorded in summary.json) and completes with latents that meet the threshold. Not
+    compared with the whole-batch run: another batch size rounds differently and the
+    strategies follow other paths."""
+    c = config(*tiny_dirs, eval_batch=2)
+    G, C = jaxfair.load_generator(tiny_dirs[0]), jaxfair.load_classifier(tiny_dirs[1])
+    engine = builder.build(builder.Settings.from_config(c), G, C)
+    target = attributes.parse_target("tone=dark", C.schema)
+    shapes = (spaces.estimate_prior(G, jax.random.key(0), n=16),
+              attributes.stack_targets([target] * 2), jax.random.split(jax.random.key(0), 2))
+    factory = eng_lib.run_factory(engine, G.state, C.state, *shapes)
+    c.memory_budget_gb = (sizing.compiled_memory(*factory(1)).total + 1) / sizing.GIB
+    summary = job.run(c, str(tmp_path / "out"), "tone=dark", log=lambda s: None)
+    chosen = summary["batch_sizes"]["evaluate"]
+    assert (chosen["configured"], chosen["batch"]) == (2, 1)
+    with open(tmp_path / "out" / "records.jsonl") as f:
+        records = [json.loads(line) for line in f]
+    assert len(records) == summary["num_accepted"] > 0
+    assert all(r["mass"]["tone"] >= 0.4 for r in records)
 
 
 @pytest.mark.parametrize("key,value,match", [
