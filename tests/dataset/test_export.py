@@ -26,11 +26,6 @@ VAL = 0.4  # enough validation identities among 12 for every kind of pair
 SHARD = 20_000  # bytes: several shards from a small dataset
 
 
-# The module-scoped fixtures are built by one pytest-xdist worker, not by both
-# (--dist loadgroup in pyproject.toml).
-pytestmark = pytest.mark.xdist_group("export")
-
-
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     """3 groups x 4 identities x 3 images (PNG); one extra identity excluded."""

@@ -16,11 +16,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 DEMO = os.path.join(ROOT, "checkpoints", "demo")
 
 
-# The module-scoped fixtures are built by one pytest-xdist worker, not by both
-# (--dist loadgroup in pyproject.toml).
-pytestmark = pytest.mark.xdist_group("demo_models")
-
-
 @pytest.fixture(scope="module")
 def G():
     return jaxfair.load_generator(os.path.join(DEMO, "generator"))

@@ -63,11 +63,6 @@ def test_autoencoder_training_reduces_reconstruction_error():
     assert float(ce) < 0.69  # the head learned something about the labels
 
 
-# The module-scoped fixtures are built by one pytest-xdist worker, not by both
-# (--dist loadgroup in pyproject.toml).
-pytestmark = pytest.mark.xdist_group("fit_draw")
-
-
 @pytest.fixture(scope="module")
 def drawn(fitted):
     _, workdir, _ = fitted

@@ -45,11 +45,6 @@ def in_root():
         os.chdir(old)
 
 
-# The module-scoped fixtures are built by one pytest-xdist worker, not by both
-# (--dist loadgroup in pyproject.toml).
-pytestmark = pytest.mark.xdist_group("generate_demo")
-
-
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     e = dict(os.environ)

@@ -17,11 +17,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 CONFIG = "configs/ffhq256_fairface.py:smoke"
 
 
-# The module-scoped fixtures are built by one pytest-xdist worker, not by both
-# (--dist loadgroup in pyproject.toml).
-pytestmark = pytest.mark.xdist_group("real_job")
-
-
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     d = tmp_path_factory.mktemp("standins")

@@ -27,11 +27,6 @@ RC = dict(sample_per_group=8, sheet_size=8, sheet_cols=4, thumb_size=32, diversi
           reference_budget=256, reference_permutations=49)
 
 
-# The module-scoped fixtures are built by one pytest-xdist worker, not by both
-# (--dist loadgroup in pyproject.toml).
-pytestmark = pytest.mark.xdist_group("reports")
-
-
 @pytest.fixture(scope="module")
 def models():
     return (jaxfair.load_generator(os.path.join(DEMO, "generator")),

@@ -53,6 +53,7 @@ def check_ground_truth(u, record_property):
     assert right.mean() >= 0.95, f"{right.mean():.2%} of {len(u)} accepted are {RAREST}"
 
 
+@pytest.mark.slow  # ~30 s (CI time); the engine's search on tiny models: test_engine.py
 def test_default_strategy_finds_the_rarest_group(demo_dirs, record_property):
     check_ground_truth(search(demo_dirs, "Sep_CMA_ES"), record_property)
 

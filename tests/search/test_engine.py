@@ -29,11 +29,6 @@ def targets(*texts):
                                      for t in texts])
 
 
-# The module-scoped fixtures are built by one pytest-xdist worker, not by both
-# (--dist loadgroup in pyproject.toml).
-pytestmark = pytest.mark.xdist_group("engine")
-
-
 @pytest.fixture(scope="module")
 def setup(tiny_G, tiny_C):
     prior = estimate_prior(tiny_G, jax.random.key(0), n=256)

@@ -58,6 +58,7 @@ def test_unreachable_target_reports_best_probabilities(tiny_dirs, tmp_path):
     assert not os.path.exists(tmp_path / "out")
 
 
+@pytest.mark.slow  # ~30 s (CI time); the job's shortfall exit 3 in CI: the planner's short budget
 def test_entry_point_exits_3_when_it_finds_fewer_than_asked(tiny_dirs, tmp_path):
     g, c = tiny_dirs
     r = run_all([[sys.executable, "-m", "jaxfair.search", f"--config.generator={g}",

@@ -42,6 +42,7 @@ def prior(tiny_G):
     return estimate_prior(tiny_G, jax.random.key(0), n=256)
 
 
+@pytest.mark.slow  # ~25 s (CI time); bf16 policy in CI: test_resnet_bf16_keeps_batchnorm_*
 def test_bf16_engine_runs_with_bf16_convolutions_and_float32_state(tiny_G, tiny_C, prior):
     tg = attributes.stack_targets([attributes.parse_target("tone=dark", attributes.DEMO)] * 2)
     keys = jax.random.split(jax.random.key(1), 2)

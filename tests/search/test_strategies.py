@@ -19,6 +19,7 @@ def test_bad_strategy_settings(name, space, pop, match):
         strategies.build(name, space, pop)
 
 
+@pytest.mark.slow  # ~35 s (CI time); each strategy's step: the spread and branching tests
 def test_every_strategy_builds_and_runs_a_step():
     prior = spaces.Prior(jnp.zeros(8), jnp.float32(1.0))
     u0 = jax.random.normal(jax.random.key(0), (8, 8))
