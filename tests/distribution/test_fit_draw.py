@@ -159,6 +159,7 @@ def test_too_few_samples_says_found_and_needed(tmp_path, make_config, tiny):
     assert not os.path.exists(tmp_path / "m")
 
 
+@pytest.mark.slow  # CI time (15 min); python -m pytest -m slow runs it
 def test_cli_errors_are_one_line_exit_2(fitted, tmp_path):
     _, workdir, _ = fitted
     sample = [sys.executable, "-m", "jaxfair.sample"]

@@ -63,6 +63,7 @@ def test_noise_modes_differ_and_random_is_keyed(golden_G, sg2_ref):
         golden_G.synthesis(ws, "fixed")
 
 
+@pytest.mark.slow  # CI time (15 min); python -m pytest -m slow runs it
 def test_random_noise_is_independent_per_sample(golden_G, sg2_ref):
     """A sample's random-noise image depends on its batch position, not only on the key."""
     ws = np.repeat(sg2_ref["ws_psi07"][:1], 2, axis=0)

@@ -363,6 +363,7 @@ def snapshot(root):
             for d, _, files in os.walk(root) for f in files}
 
 
+@pytest.mark.slow  # CI time (15 min); python -m pytest -m slow runs it
 def test_locked_directory_is_refused_and_a_damaged_copy_is_recomputed_identically(
         smoke, env, tmp_path):
     """One refused and one real run on a damaged copy of the reference: the second job is

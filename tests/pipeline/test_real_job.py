@@ -37,6 +37,7 @@ def generate(models, tmp_path, *args, classifier="fairface7"):
     return r.returncode, r.stdout, r.stderr
 
 
+@pytest.mark.slow  # CI time (15 min); python -m pytest -m slow runs it
 def test_dry_run_prints_plan_and_memory_writes_nothing(models, tmp_path):
     code, stdout, stderr = generate(models, tmp_path, "--dry_run",
                                     "--config.memory_budget_gb=4")
@@ -58,6 +59,7 @@ def test_budget_below_one_candidate(models, tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.slow  # CI time (15 min); python -m pytest -m slow runs it
 def test_schema_the_classifier_lacks(models, tmp_path):
     code, _, stderr = generate(models, tmp_path, classifier="fairface4")
     assert code == 2 and "gender" in stderr.splitlines()[-1]

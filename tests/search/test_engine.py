@@ -117,6 +117,7 @@ def test_search_mesh_needs_divisible_searches():
         eng_lib.search_mesh(3, jax.devices() * 2)
 
 
+@pytest.mark.slow  # CI time (15 min); python -m pytest -m slow runs it
 def test_feature_radius_archive_has_no_near_pairs_and_exact_counts(setup):
     G, C, prior, keys = setup
     space = Space.create("z", G.config)
@@ -173,6 +174,7 @@ def test_size_run_is_the_engine_itself_when_the_whole_batch_fits(setup):
         assert np.array_equal(np.asarray(a), np.asarray(b))
 
 
+@pytest.mark.slow  # CI time (15 min); python -m pytest -m slow runs it
 def test_size_run_under_a_small_budget_micro_batches_the_candidates(setup):
     """A budget below the compiled memory of the configured micro-batch (``eval_batch=2``,
     the upper bound): the engine scores 1 candidate at a time, within the budget, and its

@@ -50,6 +50,7 @@ def test_job_writes_accepted_latents_that_reclassify(tiny_dirs, tmp_path):
     assert summary["full_resolution_agreement"] == pytest.approx(agree)
 
 
+@pytest.mark.slow  # CI time (15 min); python -m pytest -m slow runs it
 def test_unreachable_target_reports_best_probabilities(tiny_dirs, tmp_path):
     c = config(*tiny_dirs, threshold=1.0, max_generations=3)
     with pytest.raises(readout.TargetNotReached, match=r"best target probability per attribute: "
@@ -110,6 +111,7 @@ def test_bad_search_settings(tiny_G, tiny_C, key, value, match):
         builder.build(builder.Settings.from_config(c), tiny_G, tiny_C)
 
 
+@pytest.mark.slow  # CI time (15 min); python -m pytest -m slow runs it
 def test_entry_point_bad_input_one_line_exit_2(tiny_dirs, tmp_path):
     g, c = tiny_dirs
     base = [sys.executable, "-m", "jaxfair.search", f"--config.generator={g}",

@@ -102,6 +102,7 @@ def test_branching_grows_accepted_lineages_and_searches_roots():
     assert np.asarray(ok)[lineage >= 0].sum() > 0
 
 
+@pytest.mark.slow  # CI time (15 min); python -m pytest -m slow runs it
 def test_branching_drops_lineages_after_max_failures_or_when_exhausted():
     s = strategies.Branching(Z, 8)
     params = s.make_params(spaces.Prior(jnp.zeros(8), jnp.float32(1.0)))
@@ -134,6 +135,7 @@ def _queued(st, lineage):
     return np.asarray(st.queue_u)[mask]
 
 
+@pytest.mark.slow  # CI time (15 min); python -m pytest -m slow runs it
 def test_branching_wplus_stops_branching_after_max_pops():
     assert strategies.Branching(WPLUS, 8).max_pops == 5000  # the original's W+ budget
     assert strategies.Branching(Z, 8).max_pops == 0  # z: unlimited, as the original
