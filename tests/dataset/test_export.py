@@ -392,6 +392,20 @@ def test_resumed_sample_stream_equals_the_tail(dataset):
         assert tail == full[start:]
 
 
+def _interrupt_after(monkeypatch, rows: int) -> None:
+    """The next export stops (KeyboardInterrupt) when its index would take row ``rows + 1``."""
+    add = common.IndexWriter.add
+    seen = []
+
+    def stop(self, sample, location):
+        seen.append(1)
+        if len(seen) > rows:
+            raise KeyboardInterrupt
+        add(self, sample, location)
+
+    monkeypatch.setattr(common.IndexWriter, "add", stop)
+
+
 def test_cli_bad_input_one_line(dataset, tmp_path, monkeypatch):
     (tmp_path / "x").write_text("1")
     cmd = [sys.executable, "-m", "jaxfair.export", f"--dataset={dataset['root']}"]
@@ -400,16 +414,7 @@ def test_cli_bad_input_one_line(dataset, tmp_path, monkeypatch):
     assert res.returncode == 2 and res.stderr.count("\n") == 1
     assert "exists and is not empty" in res.stderr
     # A partial export (stopped after its first part), then the command with other arguments.
-    add = common.IndexWriter.add
-    rows = []
-
-    def stop(self, sample, location):
-        rows.append(1)
-        if len(rows) > 12:
-            raise KeyboardInterrupt
-        add(self, sample, location)
-
-    monkeypatch.setattr(common.IndexWriter, "add", stop)
+    _interrupt_after(monkeypatch, 12)
     out = tmp_path / "p"
     with pytest.raises(KeyboardInterrupt):
         export(dataset["root"], "recordio", str(out), shard_bytes=SHARD, log=lambda m: None)
@@ -441,16 +446,7 @@ def test_restart_replaces_a_stale_export(dataset, exported, tmp_path, monkeypatc
     export(dataset["root"], "arrayrecord", out, val_fraction=VAL, shard_bytes=SHARD,
            stale="restart", log=lambda m: None)
     assert _tree(out) == _tree(exported["arrayrecord"][0])
-    add = common.IndexWriter.add
-    rows = []
-
-    def stop(self, sample, location):
-        rows.append(1)
-        if len(rows) > 12:
-            raise KeyboardInterrupt
-        add(self, sample, location)
-
-    monkeypatch.setattr(common.IndexWriter, "add", stop)
+    _interrupt_after(monkeypatch, 12)
     out = str(tmp_path / "r")
     with pytest.raises(KeyboardInterrupt):
         export(dataset["root"], "recordio", out, val_fraction=VAL, shard_bytes=10_000,
