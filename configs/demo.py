@@ -39,7 +39,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.identity_radius = 0.05
 
     # --- dataset: python -m jaxfair.generate (groups x identities_per_group)
-    # How identities are found: planner (shared prior stream + group-restricted chains,
+    # How identities are found: planner (shared prior stream + gated sampling of rare groups,
     # c.planner), search (the fused evolutionary search, c.search) or distribution.
     c.method = "planner"
     c.workdir = "out/demo"
@@ -71,15 +71,17 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.planner = ml_collections.ConfigDict(dict(
         stream_batch=256,  # prior samples per compiled stream step
         stream_batches=1,  # stream steps per round (the planner decides again after each)
-        num_chains=16,  # group-restricted chains advanced together (0: binned rejection)
-        chain_steps=16,  # steps per chain per round (one compiled scan)
-        rho_max=0.2,  # largest correlation (0-1) between consecutive kept states of a chain
-        max_thin=32,  # cap on the thinning interval (chain steps)
-        target_acceptance=0.3,  # rate (0-1) the chains' free-move step adapts towards
-        beta_init=0.5,  # initial free-move step (prior standard deviations, (0, 1])
-        chain_cost_guess=10.0,  # evaluations per chain identity before any was measured
+        # Most gated proposals (prior samples inside a rare group's gate) judged per round,
+        # every guided group in one call; 0: binned rejection sampling only.
+        guided_batch=256,
+        # Room of each gate beyond the farthest stream sample passing its attribute, in
+        # standard deviations of the gate's score (0-10; docs/planner.md#gates).
+        gate_margin=0.5,
+        # Stream samples that must pass each attribute a group constrains before its gate
+        # is fitted and the group may leave the stream (>= 2).
+        gate_min_samples=50,
         max_evaluations_per_identity=500,  # budget: this x quota x groups evaluations
-        fit_samples=8192,  # stream samples kept to estimate each group's directions
+        fit_samples=8192,  # stream samples kept to fit the gates
     ))
 
     # --- search: the fused search engine (generate, python -m jaxfair.search)
@@ -171,8 +173,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         c.search.population_size = 8
         c.search.generations_per_chunk = 5
         c.planner.stream_batch = 64
-        c.planner.num_chains = 8
-        c.planner.chain_steps = 8
+        c.planner.guided_batch = 64
     elif arg == "variations":
         c.variations = 3
         c.directions = "checkpoints/demo/directions.npz"

@@ -18,14 +18,15 @@ original method. Classifier: FairFace ``res34_fair_align_multi_7_20190809.pt`` (
 schema). Acceptance: probability >= 0.9 of the target race and of the target gender.
 
 Sizing (written for one 80 GB accelerator, A100/H100 class): the planner's stream renders
-and classifies 64 prior faces per compiled step (~150 GFLOP each); 128 group-restricted
-chains advance 16 steps per compiled call. FairFace reports 93.7 % race accuracy: the rarest
-FFHQ groups (e.g. Middle Eastern female) have yields of ~0.5 %, which the chains handle at
-a budget of <= 500 evaluations per identity. Scoring on an earlier block's skip image
-(``search.score_resolution``) is implemented by the search method (``method=search``:
-256 px scoring, 1024 px only for accepted latents, 2.5-4x cheaper per evaluation); the
-planner's stream and chains score full 1024 px images. On a CPU, ``--dry_run`` reports the
-compiled memory of every step for the chosen ``memory_budget_gb``.
+and classifies 64 prior faces per compiled step (~150 GFLOP each); up to 64 gated proposals
+of the rare groups per call. FairFace reports 93.7 % race accuracy: the rarest FFHQ groups
+(e.g. Middle Eastern female) have yields of ~0.5 %, which their gates raise where race is
+close to linear in W, within a budget of <= 500 evaluations per identity. Scoring on an
+earlier block's skip image (``search.score_resolution``) is implemented by the search
+method (``method=search``: 256 px scoring, 1024 px only for accepted latents, 2.5-4x
+cheaper per evaluation); the planner's stream and gated proposals score full 1024 px
+images. On a CPU, ``--dry_run`` reports the compiled memory of every step for the chosen
+``memory_budget_gb``.
 
 Variant ``:smoke``: 1 identity per group, small batches (a random stand-in test run).
 """
@@ -69,8 +70,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.planner.update(dict(
         stream_batch=64,  # 1024 px faces rendered and judged per compiled stream step
         stream_batches=8,  # stream steps per planner round
-        num_chains=128,  # chains of every group advanced together
-        chain_steps=16,
+        guided_batch=64,  # gated proposals of the rare groups per round, one call
         max_evaluations_per_identity=500,
         fit_samples=8192,
     ))
@@ -88,7 +88,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         c.searches_per_unit = 1
         c.render_batch = 2
         c.image_format = "jpg"
-        c.planner.update(dict(stream_batch=8, stream_batches=1, num_chains=4, chain_steps=4,
+        c.planner.update(dict(stream_batch=8, stream_batches=1, guided_batch=8,
                               fit_samples=256))
     elif arg:
         raise ValueError(f"unknown variant {arg!r}; use smoke")

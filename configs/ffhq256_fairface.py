@@ -19,7 +19,7 @@ Acceptance: probability >= 0.9 of the target race and of the target gender.
 
 Sizing (written for one 16-24 GB accelerator, or a many-core CPU host with >= 32 GB of
 RAM): a ~37 GFLOP render-and-judge per face; the stream judges 128 prior faces per
-compiled step, 64 chains advance 16 steps per call. Everything else as
+compiled step, up to 128 gated proposals of the rare groups per call. Everything else as
 configs/ffhq1024_fairface.py (from which this config is built: the same keys).
 
 Variant ``:smoke``: 1 identity per group, small batches (a random stand-in test run).
@@ -49,6 +49,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.search.score_resolution = 0  # at 256 px the full image is the cheap one
     if not arg:
         c.render_batch = 64
-        c.planner.update(dict(stream_batch=128, num_chains=64))
+        c.planner.update(dict(stream_batch=128, guided_batch=128))
         c.report.batch_size = 64
     return c

@@ -13,7 +13,7 @@ of ``python -m jaxfair.search`` are those of the bulk job's unit 0. Each stream 
   starts(root, g)         the lab's search starts drawn from group g's mixture
   models(root)            random-weight stand-in models (benchmark presets)
   planner(root)           the planner: its shared stream (batch b: fold_in(fold_in(., 0), b))
-                          and its chains (round r: fold_in(fold_in(., 1), r))
+                          and its gated proposals (round r: fold_in(fold_in(., 1), r))
   reference(root, b)      batch b of the dataset report's unguided reference sample: z and
                           noise from ``split(reference(root, b))`` (report.seed's root)
 

@@ -161,7 +161,7 @@ def summarise(workdir: str, header: dict, plan, excluded: set[str],
     """The manifest: the header plus counts per group and the excluded record ids.
 
     ``evaluations`` counts every generator + classifier evaluation of the job: ``find``
-    (search candidates of the units, or the planner's ``stream`` and ``chains``, given as
+    (search candidates of the units, or the planner's ``stream`` and ``gated``, given as
     ``dataset_evaluations``), ``render`` (identities rendered again at full resolution) and
     ``variations`` (variation candidates); ``candidates_evaluated`` is their sum.
     """

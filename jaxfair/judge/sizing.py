@@ -1,6 +1,6 @@
 """Memory-aware batch sizes: the compiled step's own memory analysis, not guesses.
 
-A batched step (the planner's stream step, the chains, the full-resolution render, audit
+A batched step (the planner's stream and gated steps, the full-resolution render, audit
 and labelling batches) is compiled for a candidate batch size with abstract arguments
 (``jax.ShapeDtypeStruct``: nothing is allocated), and XLA's ``memory_analysis()`` says what
 one call needs: argument + output + temporary bytes (minus outputs aliased to arguments).
@@ -248,7 +248,7 @@ class Sized:
     """A step at the batch chosen for the memory budget, compiled once.
 
     Calls with the arguments' shapes of the sizing run the executable compiled while
-    sizing (no second compile); other shapes (e.g. the planner's narrower chain calls) go
+    sizing (no second compile); other shapes (e.g. the planner's narrower gated calls) go
     through the jitted step.
 
     Attributes:

@@ -11,7 +11,7 @@ the ones a run with the same budget uses:
 
   planner       stream   ``planner.stream_batch`` prior samples, rendered and judged in
                          micro-batches of the chosen size (the same samples)
-                chains   ``planner.num_chains`` chains x ``planner.chain_steps`` steps, each
+                gated    ``planner.guided_batch`` gated proposals of the rare groups, judged
                          step's proposals judged in micro-batches
   search        evaluate one ``Engine.run`` call (search.generations_per_chunk
                          generations) scoring each generation's S x P candidates (S =

@@ -78,7 +78,7 @@ def roots(config: ml_collections.ConfigDict, G) -> tuple[spaces.Prior, jax.Array
 def create(config: ml_collections.ConfigDict, G, C, groups: list[str],
            budget_bytes: int | None = None) -> Finder:
     """The finder of ``config.method``; ``budget_bytes``: memory budget of one step call
-    (the planner's stream and chains, the distribution's draws run micro-batches within
+    (the planner's stream and gated steps, the distribution's draws run micro-batches within
     it; None: the configured batches)."""
     if config.method == "planner":
         from jaxfair.pipeline import pool

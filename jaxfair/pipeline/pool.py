@@ -8,7 +8,7 @@ every unit its slice of its group's identities: unit ``index`` of group g takes 
 ``[index * per_unit, index * per_unit + size)`` in the order the planner accepted them.
 
 Evaluations of the planner are the dataset's, not a unit's: ``evaluations`` reports them for
-the manifest (stream, chains).
+the manifest (stream, gated).
 """
 
 from __future__ import annotations
@@ -41,9 +41,8 @@ def settings(config: ml_collections.ConfigDict, num_groups: int) -> policy.Setti
     quota = config.identities_per_group
     return policy.Settings(
         quota=quota, stream_batch=p.stream_batch, stream_batches=p.stream_batches,
-        num_chains=p.num_chains, chain_steps=p.chain_steps, rho_max=p.rho_max,
-        max_thin=p.max_thin, target_acceptance=p.target_acceptance, beta_init=p.beta_init,
-        chain_cost_guess=p.chain_cost_guess,
+        guided_batch=p.guided_batch, gate_margin=p.gate_margin,
+        gate_min_samples=p.gate_min_samples,
         max_evaluations=int(p.max_evaluations_per_identity * quota * num_groups),
         identity_radius=config.identity_radius, fit_samples=p.fit_samples)
 
@@ -81,7 +80,7 @@ class PoolFinder:
     @property
     def evaluations(self) -> dict[str, int]:
         s = self.state
-        return {"stream": int(s["stream_evaluations"]), "chains": int(s["chain_evaluations"])}
+        return {"stream": int(s["stream_evaluations"]), "gated": int(s["gated_evaluations"])}
 
     def prepare(self, workdir: str, log: Callable[[str], None]) -> None:
         """Runs (or resumes, or reads) the planner. Groups it could not fill within its

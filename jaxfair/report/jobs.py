@@ -4,12 +4,12 @@ Each arm runs the main job (``pipeline.run``) on one config and threshold with o
 setting, in its own directory, one after the other on the same machine; the manifest gives
 its evaluations (every generator + classifier evaluation: find, re-render, variations) and
 the run its wall time. Per group: identities, the evaluations the group's own work took
-where a method has per-group work (a search unit, a group's chains; the shared stream is
+where a method has per-group work (a search unit, a group's gated proposals; the shared stream is
 the dataset's, reported once), and, on the demo world, the KS ratio of its free factors
 (``faithfulness``) and its ground-truth rate. Arms:
 
-  rejection     binned rejection sampling: the planner with no chains (the baseline)
-  planner       the planner (stream + group-restricted chains)
+  rejection     binned rejection sampling: the planner without gates (the baseline)
+  planner       the planner (shared stream + gated sampling of the rare groups)
   search        the fused evolutionary search (``config.search.strategy``)
   branching     the original method (youneednodataset's branching search)
   distribution  verified draws from the fitted per-group mixtures (needs ``sample fit``;
@@ -31,7 +31,7 @@ from jaxfair.dataset.reader import Dataset
 from jaxfair.report import faithfulness as faith
 
 ARMS = {
-    "rejection": {"method": "planner", "planner.num_chains": 0},
+    "rejection": {"method": "planner", "planner.guided_batch": 0},
     "planner": {"method": "planner"},
     "search": {"method": "search"},
     "branching": {"method": "search", "search.strategy": "branching"},
@@ -54,7 +54,8 @@ def arm_config(config: ml_collections.ConfigDict, arm: str) -> ml_collections.Co
 
 
 def _per_group_work(workdir: str, groups: list[str]) -> dict[str, int]:
-    """Evaluations of each group's own work: search units' candidates, planner chains."""
+    """Evaluations of each group's own work: search units' candidates, the planner's gated
+    proposals."""
     out = dict.fromkeys(groups, 0)
     shards = os.path.join(workdir, "shards")
     for name in sorted(os.listdir(shards)):
@@ -75,7 +76,7 @@ def _per_group_work(workdir: str, groups: list[str]) -> dict[str, int]:
                  for combo in itertools.product(*(plan["schema"][a]
                                                   for a in plan["attributes"]))]
         with np.load(state) as s:
-            for g, n in zip(order, s["chain_group_evals"]):
+            for g, n in zip(order, s["gated_proposed"]):
                 out[g] += int(n)
     return out
 

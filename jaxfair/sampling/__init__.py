@@ -1,1 +1,1 @@
-"""Latent sampling of the main job (the shared prior stream, group-restricted chains)."""
+"""Latent sampling of the main job (the shared prior stream, gated sampling)."""

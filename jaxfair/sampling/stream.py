@@ -13,8 +13,8 @@ whatever the round size, process count or resume point.
 Example:
   judge = Judge(G, C, Objective(threshold=0.999), psi=1.0, noise_mode="const")
   step = make_stream_step(judge, batch=256)
-  z, ok, masses = step(G.state, C.state, jax.random.fold_in(root, b), targets)
-  # z [B, z_dim], ok [G, B] bool, masses [G, B, A]
+  z, ok, masses, probs = step(G.state, C.state, jax.random.fold_in(root, b), targets)
+  # z [B, z_dim], ok [G, B] bool, masses [G, B, A], probs [B, P]
 """
 
 from __future__ import annotations
@@ -69,22 +69,52 @@ class Judge:
         return self.test(self.probs(g_state, c_state, z), targets)[0]
 
 
-def make_stream_step(judge: Judge, batch: int, micro: int = 0):
-    """Jitted ``(g_state, c_state, key, targets [G]) -> (z [B, D], ok [G, B], masses [G, B, A])``.
+def make_judge_step(judge: Judge, micro: int = 0):
+    """Jitted ``(g_state, c_state, z [B, D], targets [G]) -> (ok [G, B], masses [G, B, A],
+    probs [B, P])``: every sample rendered, classified and tested against every group;
+    ``probs`` the class probabilities of every attribute, in schema order (P = sum of the
+    attributes' classes).
 
     ``micro`` (< B): render and judge ``micro`` samples at a time (``render.chunked``): the
     same z, the memory of ``micro``.
     """
+    names = judge.C.schema.names
+
+    @jax.jit
+    def step(g_state, c_state, z, targets):
+        probs = render.chunked(lambda x: judge.probs(g_state, c_state, x), z, micro)
+        ok, masses = jax.vmap(functools.partial(judge.test, probs))(targets)
+        return ok, masses, jnp.concatenate([probs[n] for n in names], axis=1)
+
+    return step
+
+
+def make_stream_step(judge: Judge, batch: int, micro: int = 0):
+    """Jitted ``(g_state, c_state, key, targets [G]) -> (z [B, D], ok [G, B], masses
+    [G, B, A], probs [B, P])``: ``make_judge_step`` on B prior samples z ~ N(0, I)."""
     z_dim = judge.G.config.z_dim
+    judged = make_judge_step(judge, micro)
 
     @jax.jit
     def step(g_state, c_state, key, targets):
         z = jax.random.normal(key, (batch, z_dim))
-        probs = render.chunked(lambda x: judge.probs(g_state, c_state, x), z, micro)
-        ok, masses = jax.vmap(functools.partial(judge.test, probs))(targets)
-        return z, ok, masses
+        return (z, *judged(g_state, c_state, z, targets))
 
     return step
+
+
+def judge_factory(judge: Judge, batch: int, targets: attributes.Target):
+    """``micro -> (make_judge_step(judge, micro), abstract arguments)`` for
+    ``jaxfair.judge.sizing.size_step`` (z [batch, D]; ``targets``: the stacked group
+    targets)."""
+    args = (sizing.abstract(judge.G.state), sizing.abstract(judge.C.state),
+            jax.ShapeDtypeStruct((batch, judge.G.config.z_dim), jnp.float32),
+            sizing.abstract(targets))
+
+    def factory(micro):
+        return make_judge_step(judge, micro), args
+
+    return factory
 
 
 def step_factory(judge: Judge, batch: int, targets: attributes.Target):

@@ -151,8 +151,8 @@ def test_a_small_memory_budget_runs_micro_batches_and_keeps_the_stream(smoke, en
                                                                        tmp_path):
     """Under 0.03 GiB the stream step and the render run 16 at a time (manifest
     batch_sizes); the stream draws the same samples, so every unit whose identities came
-    from the stream is byte-identical. Faces from chains may differ: the chains' span is
-    fitted to the stream's probabilities, which another batch size rounds differently."""
+    from the stream is byte-identical. Gated faces may differ: the gates are fitted to the
+    stream's probabilities, which another batch size rounds differently."""
     work = str(tmp_path / "ds")
     rc, _, err = generate(work, env, "--config.memory_budget_gb=0.03")
     assert rc == 0, err

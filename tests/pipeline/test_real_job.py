@@ -43,7 +43,7 @@ def test_dry_run_prints_plan_and_memory_writes_nothing(models, tmp_path):
                                     "--config.memory_budget_gb=4")
     assert code == 0, stderr
     assert "14 groups x 1 identities = 14 units in 1 steps" in stdout
-    for step in ("stream", "chains", "render"):
+    for step in ("stream", "gated", "render"):
         assert f"  {step} " in stdout and "compiled memory" in stdout
     assert "memory budget per step: 4.00 GiB" in stdout
     assert "RANDOM STAND-IN" in stderr  # the loader's warning line

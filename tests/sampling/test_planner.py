@@ -1,5 +1,5 @@
-"""The planner: its cost decision, chain allocation, and a deterministic, resumable run on
-the demo world."""
+"""The planner: its cost decision, the sharing of gated proposals, and a deterministic,
+resumable run on the demo world."""
 
 import os
 
@@ -11,11 +11,11 @@ from jaxfair.sampling import planner as pl
 from jaxfair.sampling import policy
 
 
-def test_common_groups_stay_in_the_stream_rare_ones_go_to_chains():
+def test_common_groups_stay_in_the_stream_rare_ones_go_to_their_gates():
     need = np.array([10, 10, 10])
     yields = np.array([0.5, 0.2, 0.005])
     cost = np.full(3, 20.0)
-    # stream for all: 2000 samples; the rare group by chains: 50 + 200 = 250
+    # stream for all: 2000 samples; the rare group by its gate: 50 + 200 = 250
     assert policy.stream_groups(need, yields, cost, np.ones(3, bool)).tolist() == [
         True, True, False]
 
@@ -25,7 +25,7 @@ def test_cheap_stream_keeps_every_group():
                             np.ones(2, bool)).all()
 
 
-def test_a_group_without_a_face_cannot_start_chains():
+def test_a_group_whose_gate_held_no_face_stays_with_the_stream():
     need, yields, cost = np.array([10, 10]), np.array([0.5, 0.001]), np.full(2, 5.0)
     assert policy.stream_groups(need, yields, cost, np.array([True, False])).tolist() == [
         True, True]
@@ -39,18 +39,25 @@ def test_filled_groups_are_neither():
     assert out.tolist() == [False, True]
 
 
-def test_allocation_follows_need_and_gives_every_eligible_group_a_chain():
-    a = policy.allocate(np.array([30, 10, 0, 1]), np.array([True, True, True, True]), 8)
-    assert a.sum() == 8 and a[2] == 0 and a[3] >= 1 and a[0] > a[1]
-    assert policy.allocate(np.array([5, 5]), np.array([False, True]), 4).tolist() == [0, 4]
-    assert policy.allocate(np.array([5, 5, 5]), np.ones(3, bool), 2).sum() == 2
-    assert policy.allocate(np.array([5]), np.ones(1, bool), 0).tolist() == [0]
+def test_proposals_follow_need_times_cost_within_the_cap():
+    need, cost = np.array([10, 5, 0, 1]), np.array([4.0, 2.0, 3.0, 1.5])
+    guided = np.array([True, True, True, False])
+    assert policy.proposals(need, cost, guided, 256).tolist() == [40, 10, 0, 0]
+    out = policy.proposals(need, cost, guided, 20)
+    assert out.sum() == 20 and out[0] > out[1] > 0 and out[2] == out[3] == 0
+    assert policy.proposals(np.array([5, 5, 5]), np.ones(3), np.ones(3, bool), 2).sum() == 2
 
 
-@pytest.mark.parametrize("field, value", [("quota", 0), ("num_chains", -1),
-                                          ("rho_max", 1.0), ("target_acceptance", 0.0),
-                                          ("beta_init", 1.5), ("chain_cost_guess", 0.0),
-                                          ("chain_steps", 2), ("identity_radius", float("nan"))])
+def test_fill_grows_proposals_to_the_call_width_in_proportion():
+    out = policy.fill(np.array([30, 10, 0]), 64)
+    assert out.sum() == 64 and out[2] == 0 and out[0] > out[1] > 10
+    assert policy.fill(np.array([3, 5]), 8).tolist() == [3, 5]
+
+
+@pytest.mark.parametrize("field, value", [("quota", 0), ("guided_batch", -1),
+                                          ("gate_margin", -0.1), ("gate_margin", float("nan")),
+                                          ("fit_samples", 0), ("gate_min_samples", 1),
+                                          ("identity_radius", float("nan"))])
 def test_bad_settings_are_refused(field, value):
     kw = {"quota": 5, field: value}
     with pytest.raises(ValueError, match=field):
@@ -70,8 +77,8 @@ def demo_planner():
     groups = [attributes.format_target(t, C.schema)
               for _, t in attributes.enumerate_groups(C.schema, ("tone", "hair"))]
     judge = stream.Judge(G, C, objective.Objective(threshold=0.999))
-    s = policy.Settings(quota=4, stream_batch=64, stream_batches=1, num_chains=8, chain_steps=6,
-                    chain_cost_guess=4.0, max_evaluations=20_000)
+    s = policy.Settings(quota=4, stream_batch=64, stream_batches=1, guided_batch=16,
+                        max_evaluations=20_000)
     return pl.Planner(s, G, C, judge, groups, 1.0, jax.random.key(0))
 
 
@@ -87,7 +94,7 @@ def test_demo_run_fills_every_group_and_resumes_identically(demo_planner, tmp_pa
 
     final = p.run(checkpoint=keep, log=lambda m: None)
     assert (p.counts(final) == 4).all()
-    assert final["chain_evaluations"] > 0  # the rare groups went to chains
+    assert final["gated_evaluations"] > 0  # the rare groups went to their gates
     # every kept face passes its group's test, and no two are the same face
     for g in range(len(p.groups)):
         z = final[f"pool_z_{g}"]
@@ -106,12 +113,3 @@ def attributes_rows(p, g, n):
     from jaxfair.judge import attributes
 
     return attributes.stack_targets([p.targets_list[g]] * n)
-
-
-def test_chains_keep_their_slots_and_new_ones_take_the_lowest_free():
-    current = np.array([0, 0, 1, 1, 1, -1, 2, -1])
-    out = policy.assign_slots(current, np.array([1, 3, 0, 2]))
-    assert out[0] == 0 and out[1] != 0  # group 0 keeps one of its two chains
-    assert (out[2:5] == 1).all()  # group 1 keeps all three
-    assert out[6] != 2 and (out == 2).sum() == 0
-    assert (out == 3).sum() == 2 and set(np.nonzero(out == 3)[0]) == {1, 5}
