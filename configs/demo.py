@@ -174,6 +174,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         c.search.generations_per_chunk = 5
         c.planner.stream_batch = 64
         c.planner.guided_batch = 64
+        c.planner.gate_min_samples = 2  # so that a 2-identity run reaches its gates too
     elif arg == "variations":
         c.variations = 3
         c.directions = "checkpoints/demo/directions.npz"

@@ -17,8 +17,8 @@ stream yield ``y_g`` (accepted / streamed so far) and gated cost ``c_g`` (propos
 identity: the stream's samples inside the gate per face of the group among them, pooled
 with the gated rounds' own counts), filling the set S of groups by the stream costs
 ``max_{g in S} need_g / y_g`` more stream samples and the rest ``sum need_g c_g``; S is the
-prefix (in order of need_g / y_g) that minimises the sum. A group whose gate held none of
-its faces yet stays with the stream. Every face joins its group only if it is not within
+prefix (in order of need_g / y_g) that minimises the sum. A group without a gate yet (too
+few stream samples pass its attributes, ``gate_min_samples``) stays with the stream. Every face joins its group only if it is not within
 ``identity_radius`` of one already there (``jaxfair.identity``: W in prior units, the rule
 the manifest's cross-unit check applies).
 
@@ -230,15 +230,17 @@ class Planner:
         n = max(1, s["stream_evaluations"])
         yields = (s["stream_hits"] + 0.5) / (n + 1.0)
         if self.s.guided_batch:
-            _, left = plan_cost(need, yields, self._guided_costs(s), self._startable(s))
+            _, left = plan_cost(need, yields, self._guided_costs(s), self._startable())
         else:
             left = float(np.max(np.where(need > 0, need / yields, 0.0)))
         done = self.evaluations(s)
         return int(min(self.s.max_evaluations, done + math.ceil(left)))
 
-    def _startable(self, s: dict) -> np.ndarray:
-        """[G] bool: the group's gate held one of its faces (stream or gated)."""
-        return (s["gate_stream"][:, 1] + s["gated_kept"]) > 0
+    def _startable(self) -> np.ndarray:
+        """[G] bool: the group has a gate this round (enough stream samples pass each of
+        its attributes); its cost before any face was seen inside it is the pseudo-count's
+        (``_guided_costs``), and measured proposals correct it."""
+        return np.isin(np.arange(len(self.groups)), list(self._gates))
 
     def _decide(self, s: dict) -> np.ndarray:
         need = self.s.quota - self.counts(s)
@@ -247,7 +249,7 @@ class Planner:
         self._fit_gates(s)
         n = max(1, s["stream_evaluations"])
         yields = (s["stream_hits"] + 0.5) / (n + 1.0)
-        startable = self._startable(s) & np.isin(np.arange(len(need)), list(self._gates))
+        startable = self._startable()
         stream = stream_groups(need, yields, self._guided_costs(s), startable)
         # Revised every round from the latest measurements: a group whose gated sampling
         # turns out dearer than the stream goes back to it.
@@ -282,7 +284,7 @@ class Planner:
         exact draws of the prior inside the gate. A candidate inside several gates is
         judged once; it joins a group only as one of that group's own proposals."""
         need = self.s.quota - self.counts(s)
-        guided = s["guided"] & (need > 0) & np.isin(np.arange(len(need)), list(self._gates))
+        guided = s["guided"] & (need > 0) & self._startable()
         want = proposals(need, self._guided_costs(s), guided, self.s.guided_batch)
         if want.sum() == 0:
             return

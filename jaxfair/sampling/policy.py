@@ -69,7 +69,7 @@ def stream_groups(need: np.ndarray, yields: np.ndarray, guided_cost: np.ndarray,
       need: [G] identities missing (0: filled).
       yields: [G] accepted stream samples per stream sample (> 0).
       guided_cost: [G] evaluations per identity by gated sampling.
-      startable: [G] gated sampling can start (the group's gate has held one of its faces).
+      startable: [G] gated sampling can start (the group has a gate).
     """
     return plan_cost(need, yields, guided_cost, startable)[0]
 

@@ -132,6 +132,9 @@ def test_smoke_dataset_is_balanced_unique_and_true(smoke):
     # 12 images: a wrong pipeline would score ~1/6; the >= 95 % criterion is checked on
     # the default job's 300 images (test_demo_default_acceptance).
     assert ground_truth_agreement(out) >= 10 / 12
+    # the rare groups came through their gates: the kill -9, resume and two-process tests
+    # below cover the gated path, not only the stream
+    assert summary["evaluations"]["gated"] > 0, summary["evaluations"]
 
 
 def test_progress_lines_during_the_find_phase(smoke):

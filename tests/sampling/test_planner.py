@@ -25,7 +25,7 @@ def test_cheap_stream_keeps_every_group():
                             np.ones(2, bool)).all()
 
 
-def test_a_group_whose_gate_held_no_face_stays_with_the_stream():
+def test_a_group_without_a_gate_stays_with_the_stream():
     need, yields, cost = np.array([10, 10]), np.array([0.5, 0.001]), np.full(2, 5.0)
     assert policy.stream_groups(need, yields, cost, np.array([True, False])).tolist() == [
         True, True]
@@ -78,7 +78,7 @@ def demo_planner():
               for _, t in attributes.enumerate_groups(C.schema, ("tone", "hair"))]
     judge = stream.Judge(G, C, objective.Objective(threshold=0.999))
     s = policy.Settings(quota=4, stream_batch=64, stream_batches=1, guided_batch=16,
-                        max_evaluations=20_000)
+                        gate_min_samples=8, max_evaluations=20_000)
     return pl.Planner(s, G, C, judge, groups, 1.0, jax.random.key(0))
 
 
