@@ -242,6 +242,7 @@ def test_changed_config_is_refused_unless_overwrite(smoke, env, tmp_path):
     (["--config.variations=2", "--config.directions=tests/golden/sg2_tiny_reference.npz"],
      "cannot read directions file"),
     (["--config.method=magic"], "unknown method 'magic'"),
+    (["--config.planner.gate_margin=-1"], "planner.gate_margin must be in [0, 10]"),
     (["--config.identities_per_group=abc"], "identities_per_group"),
     (["--config=configs/missing.py"], "configs/missing.py"),
     (["--config.identities_per_group=1000000000"], "more than the limit of 1000000"),
