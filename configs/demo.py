@@ -82,6 +82,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         gate_min_samples=50,
         max_evaluations_per_identity=500,  # budget: this x quota x groups evaluations
         fit_samples=8192,  # stream samples kept to fit the gates
+        # Pixels: judge an earlier synthesis block's skip image (a block resolution of the
+        # generator; the blocks above it are skipped), 0: the full image. Accepted faces are
+        # rendered and judged again at full resolution (manifest: score_disagreements).
+        score_resolution=0,
     ))
 
     # --- search: the fused search engine (generate, python -m jaxfair.search)

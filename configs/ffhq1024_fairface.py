@@ -18,14 +18,14 @@ original method. Classifier: FairFace ``res34_fair_align_multi_7_20190809.pt`` (
 schema). Acceptance: probability >= 0.9 of the target race and of the target gender.
 
 Sizing (written for one 80 GB accelerator, A100/H100 class): the planner's stream renders
-and classifies 64 prior faces per compiled step (~150 GFLOP each); up to 64 gated proposals
-of the rare groups per call. FairFace reports 93.7 % race accuracy: the rarest FFHQ groups
-(e.g. Middle Eastern female) have yields of ~0.5 %, which their gates raise where race is
-close to linear in W, within a budget of <= 500 evaluations per identity. Scoring on an
-earlier block's skip image (``search.score_resolution``) is implemented by the search
-method (``method=search``: 256 px scoring, 1024 px only for accepted latents, 2.5-4x
-cheaper per evaluation); the planner's stream and gated proposals score full 1024 px
-images. On a CPU, ``--dry_run`` reports the compiled memory of every step for the chosen
+and classifies 64 prior faces per compiled step, up to 64 gated proposals of the rare groups
+per call. FairFace reports 93.7 % race accuracy: the rarest FFHQ groups (e.g. Middle
+Eastern female) have yields of ~0.5 %, which their gates raise where race is close to
+linear in W, within a budget of <= 500 evaluations per identity. Every method judges the
+256 px block's skip image (``planner.score_resolution``, ``search.score_resolution``: the
+512 and 1024 px blocks, the costliest, are skipped) and renders and judges 1024 px images
+only for accepted faces (disagreements are counted in the manifest, ``score_disagreements``).
+On a CPU, ``--dry_run`` reports the compiled memory of every step for the chosen
 ``memory_budget_gb``.
 
 Variant ``:smoke``: 1 identity per group, small batches (a random stand-in test run).
@@ -71,6 +71,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         stream_batch=64,  # 1024 px faces rendered and judged per compiled stream step
         stream_batches=8,  # stream steps per planner round
         guided_batch=64,  # gated proposals of the rare groups per round, one call
+        score_resolution=256,  # judge the 256 px block's skip image; 1024 px for accepted
         max_evaluations_per_identity=500,
         fit_samples=8192,
     ))

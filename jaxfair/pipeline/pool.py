@@ -61,7 +61,8 @@ class PoolFinder:
         s = settings(config, len(groups))
         judge = stream_lib.Judge(G, C, obj.Objective(threshold=config.threshold,
                                                      mode=config.search.accept_mode),
-                                 config.truncation_psi, config.noise_mode)
+                                 config.truncation_psi, config.noise_mode,
+                                 config.planner.score_resolution or None)
         self.planner = planner_lib.Planner(s, G, C, judge, groups,
                                            float(np.asarray(prior.w_std)),
                                            root, budget_bytes)

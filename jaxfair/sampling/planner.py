@@ -18,9 +18,9 @@ identity: the stream's samples inside the gate per face of the group among them,
 with the gated rounds' own counts), filling the set S of groups by the stream costs
 ``max_{g in S} need_g / y_g`` more stream samples and the rest ``sum need_g c_g``; S is the
 prefix (in order of need_g / y_g) that minimises the sum. A group without a gate yet (too
-few stream samples pass its attributes, ``gate_min_samples``) stays with the stream. Every face joins its group only if it is not within
-``identity_radius`` of one already there (``jaxfair.identity``: W in prior units, the rule
-the manifest's cross-unit check applies).
+few stream samples pass its attributes, ``gate_min_samples``) stays with the stream. Every
+face joins its group only if it is not within ``identity_radius`` of one already there
+(``jaxfair.identity``: W in prior units, the rule the manifest's cross-unit check applies).
 
 The state after every round is a plain dict of arrays: ``save``/``load`` checkpoint it, and a
 resumed run continues byte-identically.

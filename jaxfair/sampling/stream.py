@@ -27,7 +27,6 @@ import jax.numpy as jnp
 
 from jaxfair.judge import attributes, render, sizing
 from jaxfair.judge.classifier import Classifier
-from jaxfair.judge.classifier import predict as classifier_predict
 from jaxfair.models import stylegan2 as sg
 from jaxfair.search import objective as obj
 
@@ -40,6 +39,8 @@ class Judge:
       G, C: generator and classifier (weights are call arguments of ``__call__``).
       objective: acceptance rule (threshold or argmax) on every constrained attribute.
       psi: truncation; noise_mode: 'const' or 'none'.
+      resolution: judge the skip image of this synthesis block (a block resolution of G:
+        the blocks above it are not computed); None: the full image.
     """
 
     G: sg.Generator
@@ -47,13 +48,20 @@ class Judge:
     objective: obj.Objective
     psi: float = 1.0
     noise_mode: str = "const"
+    resolution: int | None = None
+
+    def __post_init__(self):
+        r = self.resolution
+        if r is not None and r not in self.G.config.block_resolutions:
+            raise ValueError(f"planner.score_resolution must be one of "
+                             f"{self.G.config.block_resolutions} (or 0 for full), got {r}")
 
     def probs(self, g_state, c_state, z: jax.Array) -> dict[str, jax.Array]:
         """z [N, z_dim] -> {attribute: probabilities [N, K]} (pure)."""
         ws = sg.mapping(self.G.graphdef, g_state, z, self.psi)
-        img = sg.synthesis(self.G.graphdef, g_state, ws, self.noise_mode, None)
-        return classifier_predict(self.C.graphdef, c_state, img, self.C.preprocess,
-                                  self.C.schema)
+        return render.judge(self.G.graphdef, g_state, self.C.graphdef, c_state,
+                            self.C.preprocess, self.C.schema, ws, self.noise_mode,
+                            resolution=self.resolution)[1]
 
     def test(self, probs: dict[str, jax.Array], target: attributes.Target
              ) -> tuple[jax.Array, jax.Array]:

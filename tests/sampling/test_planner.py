@@ -113,3 +113,21 @@ def attributes_rows(p, g, n):
     from jaxfair.judge import attributes
 
     return attributes.stack_targets([p.targets_list[g]] * n)
+
+
+def test_judge_at_a_score_resolution_classifies_that_blocks_skip_image(demo_planner):
+    from jaxfair.judge import classifier
+    from jaxfair.sampling import stream
+
+    p = demo_planner
+    judge = stream.Judge(p.G, p.C, p.judge.objective, resolution=32)
+    z = jax.random.normal(jax.random.key(5), (4, p.G.config.z_dim))
+    img = p.G.synthesis(p.G.mapping(z), resolution=32)
+    assert img.shape[1] == 32
+    want = jax.jit(lambda c, x: classifier.predict(p.C.graphdef, c, x, p.C.preprocess,
+                                                   p.C.schema))(p.C.state, img)
+    got = jax.jit(judge.probs)(p.G.state, p.C.state, z)
+    for a in want:
+        np.testing.assert_allclose(got[a], want[a], atol=1e-6)
+    with pytest.raises(ValueError, match="planner.score_resolution must be one of"):
+        stream.Judge(p.G, p.C, p.judge.objective, resolution=48)
