@@ -47,6 +47,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.image_format = "png"  # ~12 ms per 256 px image: lossless is affordable
     c.writer_threads = 4
     c.search.score_resolution = 0  # at 256 px the full image is the cheap one
+    c.planner.score_resolution = 0
     if not arg:
         c.render_batch = 64
         c.planner.update(dict(stream_batch=128, guided_batch=128))

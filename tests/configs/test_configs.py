@@ -62,7 +62,9 @@ def test_real_job_settings():
     ff = load("ffhq1024_fairface")
     assert ff.truncation_psi == 0.7 and ff.method == "planner"
     assert tuple(ff.attributes) == ("race", "gender")
-    assert ff.search.score_resolution == 256 and ff.memory_budget_gb == 0
+    assert ff.search.score_resolution == ff.planner.score_resolution == 256
+    assert ff.memory_budget_gb == 0
+    assert load("ffhq256_fairface").planner.score_resolution == 0
     yn = load("youneednodataset")
     assert (yn.method, yn.search.strategy, yn.search.accept_mode) == ("search", "branching",
                                                                       "argmax")
