@@ -70,9 +70,9 @@ def first_distinct(x: np.ndarray, radius: float, earlier: np.ndarray | None = No
       earlier: rows kept before (e.g. identities of earlier units), never dropped.
       limit: stop after this many kept rows (the rest are False).
     """
-    x = np.asarray(x, np.float64).reshape(len(x), -1)
+    x = _rows(np.asarray(x, np.float64))
     prev = np.zeros((0, x.shape[1])) if earlier is None else \
-        np.asarray(earlier, np.float64).reshape(len(earlier), -1)
+        _rows(np.asarray(earlier, np.float64))
     kept = np.concatenate([prev, np.empty_like(x)])
     n = len(prev)
     out = np.zeros(len(x), bool)
@@ -90,7 +90,13 @@ def first_distinct(x: np.ndarray, radius: float, earlier: np.ndarray | None = No
 def to_prior_units(w, w_avg, w_std) -> np.ndarray:
     """w [N, w_dim] or W+ [N, num_ws, w_dim] -> [N, D] float64 in prior units."""
     w = np.asarray(w, np.float64)
-    return ((w - np.asarray(w_avg, np.float64)) / float(np.asarray(w_std))).reshape(len(w), -1)
+    return _rows((w - np.asarray(w_avg, np.float64)) / float(np.asarray(w_std)))
+
+
+def _rows(x: np.ndarray) -> np.ndarray:
+    """[N, ...] -> [N, prod(...)]; also for N = 0 (reshape(0, -1) is an error in numpy: a
+    distribution unit's draw batch with nothing above the threshold stopped generate)."""
+    return x.reshape(x.shape[0], int(np.prod(x.shape[1:], dtype=np.int64)))
 
 
 def distinct_share(x: np.ndarray, radius: float) -> float:

@@ -45,3 +45,16 @@ def test_distinct_share_and_prior_units():
     # in units of a spread of 100 every row is the same identity as the first
     assert identity.distinct_share(identity.to_prior_units(w, 0.0, 100.0), 0.1) == 0.2
     assert identity.to_prior_units(np.ones((2, 3, 4)), 0.5, 2.0).shape == (2, 12)
+
+
+def test_no_rows_are_no_identities():
+    """A distribution unit's draw batch with nothing above the threshold gives 0 rows (it
+    stopped `generate --config=configs/rahimi.py` with 'cannot reshape array of size 0')."""
+    none = identity.to_prior_units(np.zeros((0, 512), np.float32), np.zeros(512), 1.0)
+    assert none.shape == (0, 512)
+    assert identity.to_prior_units(np.zeros((0, 3, 4)), 0.0, 1.0).shape == (0, 12)
+    assert identity.first_distinct(none, 0.05).shape == (0,)
+    assert identity.first_distinct(np.zeros((0, 2)), 0.1, earlier=np.zeros((0, 2))).shape == (0,)
+    np.testing.assert_array_equal(identity.first_distinct(np.ones((2, 2)), 0.1,
+                                                          earlier=np.zeros((0, 2))),
+                                  [True, False])

@@ -184,20 +184,66 @@ def train_autoencoder(cfg: ae.AutoencoderConfig, w: np.ndarray, labels: np.ndarr
     return graphdef, nnx.merge_state(params, rest), final
 
 
+def make_reconstruction_step(G: sg.Generator, noise_mode: str):
+    """Jitted ``(g_state, w [B, D], w_hat [B, D]) -> [B]``: per pair, the mean |pixel|
+    difference in [-1, 1] image units between the renders of w and of w_hat (2B renders)."""
+
+    @jax.jit
+    def step(g_state, w, w_hat):
+        n = w.shape[0]
+        both = jnp.concatenate([w, w_hat])[:, None, :]
+        img = sg.synthesis(G.graphdef, g_state,
+                           jnp.broadcast_to(both, (2 * n, G.config.num_ws, G.config.w_dim)),
+                           noise_mode)
+        return jnp.mean(jnp.abs(img[:n] - img[n:]), axis=(1, 2, 3))
+
+    return step
+
+
+def reconstruction_factory(G: sg.Generator, noise_mode: str):
+    """``pairs -> (make_reconstruction_step(...), abstract arguments)`` for
+    ``sizing.size_step`` (a batch of ``pairs`` renders 2 x pairs images)."""
+    step = make_reconstruction_step(G, noise_mode)
+
+    def factory(b):
+        w = jax.ShapeDtypeStruct((b, G.config.w_dim), jnp.float32)
+        return step, (sizing.abstract(G.state), w, w)
+
+    return factory
+
+
 def reconstruction_errors(G: sg.Generator, graphdef, state, w: np.ndarray, noise_mode: str,
-                          max_images: int = 256) -> dict:
+                          max_images: int = 256, pairs: int = 64,
+                          budget_bytes: int | None = None,
+                          log: Callable[[str], None] | None = None) -> dict:
     """Relative MSE in W (MSE / per-dimension variance of w) and mean |pixel| error in
-    [-1, 1] image units between renders of w and of its reconstruction."""
+    [-1, 1] image units between renders of w and of its reconstruction.
+
+    The renders (of the first ``max_images`` rows of w and of their reconstructions) run
+    ``pairs`` rows (2 x ``pairs`` images) per call, fewer where that exceeds
+    ``budget_bytes`` (``sizing.size_step``; None: ``pairs`` as given). ``fit`` passes half
+    its labelling batch: as many renders per call as one labelling batch, without the
+    classifier. (One call for all 2 x 256 images needed ~30 GiB at 256 px on CPU.)"""
     w = jnp.asarray(w)
     w_hat = jax.jit(ae.decode, static_argnums=0)(
         graphdef, state, jax.jit(ae.encode, static_argnums=0)(graphdef, state, w))
     rel = float(jnp.mean((w_hat - w) ** 2) / jnp.mean(jnp.var(w, axis=0)))
     n = min(max_images, w.shape[0])
-    both = jnp.concatenate([w[:n], w_hat[:n]])[:, None, :]
-    img = G.synthesis(jnp.broadcast_to(both, (2 * n, G.config.num_ws, G.config.w_dim)),
-                      noise_mode)
+    pairs = max(1, min(pairs, n))
+    factory = reconstruction_factory(G, noise_mode)
+    if budget_bytes is None:
+        step, batch = factory(pairs)[0], pairs
+    else:
+        step = sizing.size_step(factory, budget_bytes, pairs, "reconstruct")
+        batch = step.batch
+        if log is not None:
+            log(f"reconstruct step: batch {batch} pairs (configured {pairs}), compiled "
+                f"memory {sizing.describe(step.memory)}")
+    rows = np.concatenate([np.asarray(w[:n]), np.asarray(w_hat[:n])], axis=1)
+    d = G.config.w_dim
+    per_pair = render.batched(lambda r: step(G.state, r[:, :d], r[:, d:]), rows, batch)
     return {"w_relative_mse": round(rel, 5), "w_mse": round(float(jnp.mean((w_hat - w) ** 2)), 6),
-            "image_mean_abs": round(float(jnp.mean(jnp.abs(img[:n] - img[n:]))), 5),
+            "image_mean_abs": round(float(np.mean(per_pair)), 5),
             "num_heldout": int(w.shape[0])}
 
 
@@ -218,8 +264,8 @@ def fit(config: ml_collections.ConfigDict, workdir: str,
     stacked = attributes.stack_targets(targets)
     key = jax.random.key(dc.seed)
     k_label, k_ae, k_em = jax.random.split(key, 3)
-    w, probs, masses, label_rate = label(G, C, dc, stacked, k_label, log,
-                                         sizing.budget_bytes(config.memory_budget_gb)[0])
+    budget = sizing.budget_bytes(config.memory_budget_gb)[0]
+    w, probs, masses, label_rate = label(G, C, dc, stacked, k_label, log, budget)
     members = masses >= dc.threshold  # [G, N]
     counts = members.sum(axis=1)
     short = [f"{n}: {c}" for n, c in zip(names, counts) if c < dc.min_group_samples]
@@ -239,7 +285,8 @@ def fit(config: ml_collections.ConfigDict, workdir: str,
     graphdef, state, ae_loss = train_autoencoder(cfg, w[:n_train], head_labels[:n_train], dc,
                                                  k_ae, log)
     errors = reconstruction_errors(G, graphdef, state, w[n_train:] if dc.holdout else w,
-                                   dc.noise_mode)
+                                   dc.noise_mode, pairs=max(1, dc.batch_size // 2),
+                                   budget_bytes=budget, log=log)
     log(f"reconstruction: {errors}")
     codes = jax.jit(ae.encode, static_argnums=0)(graphdef, state, jnp.asarray(w))
     gmms, ll = gmmlib.fit_groups_jit(jax.random.split(k_em, len(names)), codes,
