@@ -56,6 +56,9 @@ STANDINS = GENERATORS + CLASSIFIERS
 CALIBRATION_IMAGES = 128
 CALIBRATION_SCALE = 1 / 16  # width of the generator whose images calibrate the heads
 CALIBRATION_PSI = 0.7  # the real jobs' truncation
+# Pixels rendered per call (16 images at 256 px): the activations scale with pixels, so a
+# 1024 px generator renders one image per call (16 took 9.4 GiB peak on CPU).
+CALIBRATION_PIXELS = 16 * 256 * 256
 LOGIT_STD = 2.0  # per-class logit spread over images after calibration
 WHITEN_COMPONENTS = 16  # principal feature directions the heads read
 W_AVG_SAMPLES = 4096
@@ -170,9 +173,11 @@ def _mapping_only(graphdef, abstract: nnx.State, mapping: dict, z: jax.Array) ->
 
 
 def calibration_images(seed: int, generator: sg.Generator | None = None,
-                       num: int = CALIBRATION_IMAGES, batch: int = 16) -> np.ndarray:
+                       num: int = CALIBRATION_IMAGES, pixels: int = CALIBRATION_PIXELS
+                       ) -> np.ndarray:
     """[num, R, R, 3] images in [-1, 1] (psi ``CALIBRATION_PSI``) of ``generator``, by
-    default of a reduced random ffhq256 generator of the same seed."""
+    default of a reduced random ffhq256 generator of the same seed, rendered
+    ``pixels // R**2`` (at least 1) per call."""
     if generator is None:
         cfg, params = random_generator("ffhq256", seed, CALIBRATION_SCALE)
         graphdef, state = sg.abstract(cfg)
@@ -185,6 +190,7 @@ def calibration_images(seed: int, generator: sg.Generator | None = None,
         ws = sg.mapping(graphdef, state, z, CALIBRATION_PSI)
         return sg.synthesis(graphdef, state, ws, "const", None)
 
+    batch = max(1, pixels // cfg.img_resolution ** 2)
     z = np.random.default_rng([seed, 2]).standard_normal((num, cfg.z_dim), np.float32)
     return np.concatenate([np.asarray(render(state, z[i:i + batch]))
                            for i in range(0, num, batch)])
