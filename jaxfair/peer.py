@@ -9,7 +9,7 @@ and runs z -> image on both sides interleaved in one process (inference, const n
 truncation psi 0.7): img/s on each side and their ratio, the max abs difference of the
 images, XLA's executed FLOP per image of ``mapping`` and ``synthesis`` against the
 architecture's count, and the fraction of this device's float32 matmul
-peak reached, the peak (a large ``jnp.dot``) timed in the same rounds.
+peak reached (``roofline.matmul_peak``, measured once per round, the best kept).
 
 The architectural count and its convention: ``models.stylegan2.architecture_flops``.
 """
@@ -27,7 +27,7 @@ import numpy as np
 from absl import flags
 from flax import nnx
 
-from jaxfair import cli
+from jaxfair import cli, roofline
 from jaxfair.convert.assign import flatten, torch_layout_perm
 from jaxfair.models import stylegan2 as sg
 
@@ -123,14 +123,6 @@ def official_generator(cfg: sg.StyleGAN2Config, state: dict[str, np.ndarray],
     return G
 
 
-def matmul_step(n: int = 2048):
-    """A float32 ``jnp.dot`` of two [n, n] matrices: (call, FLOP per call)."""
-    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
-    f = jax.jit(jnp.dot)
-    f(a, a).block_until_ready()
-    return (lambda: f(a, a).block_until_ready()), 2.0 * n ** 3
-
-
 def _timed(step, reps: int) -> float:
     t = time.perf_counter()
     for _ in range(reps):
@@ -153,7 +145,6 @@ def compare(name: str, batches: list[int], official_src: str | None, rounds: int
     if official_src:
         import torch
         Gt = official_generator(cfg, to_official_state(G), official_src)
-    mm, mm_flop = matmul_step()
     rows = []
     for b in batches:
         z = np.asarray(jax.random.normal(jax.random.key(seed + b), (b, cfg.z_dim)))
@@ -176,16 +167,16 @@ def compare(name: str, batches: list[int], official_src: str | None, rounds: int
             row["max_abs_diff"] = float(np.abs(ref - img).max())
             row["max_abs_official"] = float(np.abs(ref).max())
             steps["official"] = official
-        steps["matmul"] = mm
         times: dict[str, list[float]] = {k: [] for k in steps}
+        peak = 0.0
         for _ in range(rounds):
             for k, step in steps.items():
-                times[k].append(_timed(step, 3 if k == "matmul" else 1))
+                times[k].append(_timed(step, 1))
+            peak = max(peak, roofline.matmul_peak() * 1e9)
         for k in ("jaxfair", "official"):
             if k in times:
                 row[f"{k}_img_s"] = b / min(times[k])
                 row[f"{k}_img_s_median"] = b / float(np.median(times[k]))
-        peak = mm_flop / min(times["matmul"])
         row["matmul_gflop_s"] = peak / 1e9
         total = (ex["synthesis"] + ex["mapping"]) * row["jaxfair_img_s"]
         row["jaxfair_peak_fraction"] = total / peak
@@ -268,7 +259,8 @@ def main(f: dict):
     if f["out"].value:
         with open(f["out"].value, "w") as fh:
             json.dump({"rows": rows, "best": best, "devices": str(jax.devices()),
-                       "matmul_n": 2048, "psi": PSI, "noise_mode": "const"}, fh, indent=1)
+                       "matmul_sizes": list(roofline.SIZES), "psi": PSI,
+                       "noise_mode": "const"}, fh, indent=1)
 
 
 if __name__ == "__main__":

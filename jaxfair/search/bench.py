@@ -10,7 +10,8 @@ Measures in one run, on one model, device and population (``config.search``):
             the host, with the same scoring function as the fused step;
 and the model cost: FLOP per candidate from XLA's cost analysis of the compiled scoring
 function (synthesis to the score resolution + classifier), achieved GFLOP/s, and this
-device's measured float32 matmul peak (the best of one measurement per round). The three
+device's measured float32 matmul peak (``roofline.matmul_peak``, the best of one
+measurement per round). The three
 modes run interleaved (a slice of each in turn), so on a shared machine they see the same
 load. Prints a table and the decomposition
 
@@ -37,7 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxfair
-from jaxfair import identity
+from jaxfair import identity, roofline
 from jaxfair import keys as keylib
 from jaxfair.judge import attributes
 from jaxfair.judge import preprocess as pp
@@ -48,21 +49,6 @@ from jaxfair.search import builder, spaces, strategies
 from jaxfair.search import objective as obj
 
 PRESETS = {"ffhq256": sg.StyleGAN2Config.ffhq_256, "ffhq1024": sg.StyleGAN2Config.ffhq_1024}
-
-def matmul_peak(n: int = 1024, reps: int = 10) -> float:
-    """Measured float32 matmul throughput of the default device, GFLOP/s (best of 3)."""
-    a = jax.random.normal(jax.random.key(0), (n, n))
-    f = jax.jit(lambda a: a @ a)
-    f(a).block_until_ready()
-    best = 0.0
-    for _ in range(3):
-        t = time.perf_counter()
-        for _ in range(reps):
-            out = f(a)
-        out.block_until_ready()
-        best = max(best, 2 * n ** 3 * reps / (time.perf_counter() - t) / 1e9)
-    return best
-
 
 def preset_models(name: str, key: jax.Array) -> tuple[sg.Generator, Classifier]:
     """Random-weight models of a real setting: FFHQ StyleGAN2 + FairFace ResNet-34 at 224."""
@@ -255,7 +241,7 @@ def measure(config, chunks: int = 3, batch1_seconds: float = 20.0, preset: str |
     prior = spaces.estimate_prior(G, keylib.prior(root))
     targets = attributes.stack_targets([target] * sc.num_searches)
     keys = jax.random.split(keylib.unit(root, 0), sc.num_searches)
-    peak = matmul_peak()
+    peak = roofline.matmul_peak()
     t = time.perf_counter()
     state0 = jax.block_until_ready(engine.init(G.state, C.state, prior, targets, keys))
     init_s = time.perf_counter() - t
@@ -268,7 +254,7 @@ def measure(config, chunks: int = 3, batch1_seconds: float = 20.0, preset: str |
         batch1.run(batch1_seconds / chunks)
         # On a shared machine a single measurement may catch a busy moment: the best of
         # several is the closest to what the device can do.
-        peak = max(peak, matmul_peak())
+        peak = max(peak, roofline.matmul_peak())
     flop = batch1.flops
     rows = {"fused": fused.result(), "unfused": unfused.result(), "batch1": batch1.result()}
     rows["fused"]["init_s"] = init_s
