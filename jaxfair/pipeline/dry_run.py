@@ -89,6 +89,7 @@ def run(config: ml_collections.ConfigDict, log: Callable[[str], None] = print) -
     Raises:
       ValueError (incl. sizing.BudgetError, attributes.TargetError), CheckpointDirError.
     """
+    run_lib.validate(config)
     G = jaxfair.load_generator(config.generator)
     C = jaxfair.load_classifier(config.classifier)
     run_lib.validate(config, C.schema)

@@ -41,8 +41,10 @@ from jaxfair.pipeline.progress import Progress
 MAX_TOP_UP_ROUNDS = 5
 
 
-def validate(config: ml_collections.ConfigDict, schema: attributes.Schema) -> None:
-    """Raises ValueError naming the first bad setting."""
+def validate(config: ml_collections.ConfigDict,
+             schema: attributes.Schema | None = None) -> None:
+    """Raises ValueError naming the first bad setting; with ``schema`` None only the settings
+    that need no model (checked before the checkpoints load, so bad input fails at once)."""
     if config.method not in finders.METHODS:
         raise ValueError(f"unknown method {config.method!r}; choose from "
                          f"{', '.join(finders.METHODS)}")
@@ -77,7 +79,7 @@ def validate(config: ml_collections.ConfigDict, schema: attributes.Schema) -> No
         raise ValueError(f"identity_radius must be >= 0, got {config.identity_radius}")
     if not config.attributes:
         raise ValueError("attributes must name at least one classifier attribute")
-    for name in config.attributes:
+    for name in config.attributes if schema is not None else ():
         schema.attribute(name)  # raises TargetError listing the valid names
 
 
@@ -133,6 +135,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False
 
 def _run(config: ml_collections.ConfigDict, workdir: str, overwrite: bool,
          log: Callable[[str], None], held: contextlib.ExitStack) -> dict:
+    validate(config)
     G = jaxfair.load_generator(config.generator)
     C = jaxfair.load_classifier(config.classifier)
     validate(config, C.schema)

@@ -255,6 +255,16 @@ def test_bad_input_is_one_line_and_writes_nothing(env, tmp_path, args, message):
     assert not os.path.exists(work)
 
 
+def test_settings_are_checked_before_the_checkpoints_load(tmp_path):
+    """A bad setting fails before a (here missing) checkpoint is read: at once, and the
+    error names the setting, not the checkpoint."""
+    config = load_config("smoke")
+    config.method, config.generator = "magic", str(tmp_path / "missing")
+    with pytest.raises(ValueError, match="unknown method 'magic'"):
+        pipeline.run(config, str(tmp_path / "ds"), log=lambda s: None)
+    assert not os.path.exists(tmp_path / "ds")
+
+
 def test_directions_with_the_wrong_width_are_refused(env, tmp_path):
     from jaxfair.pipeline import variations as var
 
