@@ -123,11 +123,10 @@ def official_generator(cfg: sg.StyleGAN2Config, state: dict[str, np.ndarray],
     return G
 
 
-def _timed(step, reps: int) -> float:
+def _timed(step) -> float:
     t = time.perf_counter()
-    for _ in range(reps):
-        step()
-    return (time.perf_counter() - t) / reps
+    step()
+    return time.perf_counter() - t
 
 
 def compare(name: str, batches: list[int], official_src: str | None, rounds: int = 3,
@@ -171,7 +170,7 @@ def compare(name: str, batches: list[int], official_src: str | None, rounds: int
         peak = 0.0
         for _ in range(rounds):
             for k, step in steps.items():
-                times[k].append(_timed(step, 1))
+                times[k].append(_timed(step))
             peak = max(peak, roofline.matmul_peak() * 1e9)
         for k in ("jaxfair", "official"):
             if k in times:

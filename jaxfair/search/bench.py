@@ -11,9 +11,8 @@ Measures in one run, on one model, device and population (``config.search``):
 and the model cost: FLOP per candidate from XLA's cost analysis of the compiled scoring
 function (synthesis to the score resolution + classifier), achieved GFLOP/s, and this
 device's measured float32 matmul peak (``roofline.matmul_peak``, the best of one
-measurement per round). The three
-modes run interleaved (a slice of each in turn), so on a shared machine they see the same
-load. Prints a table and the decomposition
+measurement per round). The three modes run interleaved (a slice of each in turn), so on a
+shared machine they see the same load. Prints a table and the decomposition
 
   fused/batch-1 accepted/s = (fused/batch-1 candidates/s) x (fused/batch-1 acceptance rate)
 
