@@ -32,6 +32,10 @@ from jaxfair.convert import guard, safe_types, torch_pickle
 from jaxfair.convert.guard import CheckpointError
 from jaxfair.errors import JaxfairError
 
+# One worker runs the whole module (pytest --dist loadgroup): the ``runs`` fixture below
+# (four subprocesses, ~30 s) is built once, not once in each worker that draws a test.
+pytestmark = pytest.mark.xdist_group("hostile")
+
 MEM_CAP = 1536 << 20
 CASE_TIMEOUT = 20
 WORKER = os.path.join(os.path.dirname(__file__), "hostile_worker.py")
