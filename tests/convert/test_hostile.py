@@ -32,10 +32,6 @@ from jaxfair.convert import guard, safe_types, torch_pickle
 from jaxfair.convert.guard import CheckpointError
 from jaxfair.errors import JaxfairError
 
-# One worker runs the whole module (pytest --dist loadgroup): the ``runs`` fixture below
-# (four subprocesses, ~30 s) is built once, not once in each worker that draws a test.
-pytestmark = pytest.mark.xdist_group("hostile")
-
 MEM_CAP = 1536 << 20
 CASE_TIMEOUT = 20
 WORKER = os.path.join(os.path.dirname(__file__), "hostile_worker.py")
@@ -415,9 +411,13 @@ CAPPED_MAIN = ("import resource, runpy; resource.setrlimit(resource.RLIMIT_AS, (
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    """Builds every hostile file, then runs the two workers and the CLI cases side by side."""
-    tmp = tmp_path_factory.mktemp("hostile")
+def runs(tmp_path_factory, once):
+    """Builds every hostile file, then runs the two workers and the CLI cases side by side
+    (once in the session: tests/conftest.py)."""
+    return once("hostile", lambda: _runs(tmp_path_factory.mktemp("hostile")))
+
+
+def _runs(tmp):
     cases = {}
     with pytest.MonkeyPatch.context() as mp:
         for klass, build in CLASSES.items():

@@ -67,13 +67,20 @@ def generate(workdir, env, *args, wait=True):
 
 
 @pytest.fixture(scope="module")
-def smoke(tmp_path_factory):
-    """The smoke dataset made in this process, uninterrupted: the reference (its log lines,
-    every progress line included, in ``LOG``)."""
-    out = str(tmp_path_factory.mktemp("smoke") / "ds")
-    with in_root(), pytest.MonkeyPatch.context() as mp:
-        mp.setattr(progress_lib, "DEFAULT_INTERVAL", 0.0)
-        summary = pipeline.run(load_config("smoke"), out, log=LOG.append)
+def smoke(tmp_path_factory, once):
+    """The smoke dataset made in process (by one worker), uninterrupted: the reference (its
+    log lines, every progress line included, in ``LOG``)."""
+
+    def build():
+        out = str(tmp_path_factory.mktemp("smoke") / "ds")
+        lines = []
+        with in_root(), pytest.MonkeyPatch.context() as mp:
+            mp.setattr(progress_lib, "DEFAULT_INTERVAL", 0.0)
+            summary = pipeline.run(load_config("smoke"), out, log=lines.append)
+        return out, summary, lines
+
+    out, summary, lines = once("smoke", build)
+    LOG[:] = lines
     return out, summary
 
 
