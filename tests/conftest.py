@@ -1,8 +1,10 @@
 """Shared fixtures: the golden tiny StyleGAN2 (official pickle + official outputs); the demo
 config and one tiny fitted distribution model (distribution and lab tests)."""
 
+import fcntl
 import importlib.util
 import os
+import pickle
 import shutil
 import tempfile
 
@@ -81,11 +83,45 @@ def tiny():
 
 
 @pytest.fixture(scope="session")
-def fitted(tmp_path_factory):
-    """(config, workdir, meta) of the TINY fit, shared by every test file that asks."""
-    config = demo_config(**TINY)
-    workdir = str(tmp_path_factory.mktemp("dist") / "model")
-    from jaxfair.distribution import fit as distribution
+def once(tmp_path_factory):
+    """``once(name, build)``: ``build()`` run by one process of the session, its value
+    shared with the other pytest-xdist worker.
 
-    meta = distribution.fit(config, workdir, log=lambda s: None)
-    return config, workdir, meta
+    Under ``--dist load`` both workers may draw tests that use the same fixture; a heavy one
+    (a fitted model, a dataset, subprocess runs) would be built twice. The first worker to
+    ask builds it under a file lock in the workers' common temporary directory and pickles
+    the value (paths, arrays, dicts: what the tests read); the other waits and unpickles it.
+    Files the build writes stay where it wrote them, in the session's temporary tree.
+    """
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+    def run(name, build):
+        path = shared / f"once-{name}.pkl"
+        with open(shared / f"once-{name}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            if path.exists():
+                with open(path, "rb") as f:
+                    return pickle.load(f)
+            value = build()
+            with open(f"{path}.tmp", "wb") as f:
+                pickle.dump(value, f)
+            os.replace(f"{path}.tmp", path)
+            return value
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def fitted(tmp_path_factory, once):
+    """(config, workdir, meta) of the TINY fit, shared by every test file that asks."""
+
+    def build():
+        config = demo_config(**TINY)
+        workdir = str(tmp_path_factory.mktemp("dist") / "model")
+        from jaxfair.distribution import fit as distribution
+
+        meta = distribution.fit(config, workdir, log=lambda s: None)
+        return config, workdir, meta
+
+    return once("fitted", build)

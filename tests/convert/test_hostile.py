@@ -411,9 +411,13 @@ CAPPED_MAIN = ("import resource, runpy; resource.setrlimit(resource.RLIMIT_AS, (
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    """Builds every hostile file, then runs the two workers and the CLI cases side by side."""
-    tmp = tmp_path_factory.mktemp("hostile")
+def runs(tmp_path_factory, once):
+    """Builds every hostile file, then runs the two workers and the CLI cases side by side
+    (once in the session: tests/conftest.py)."""
+    return once("hostile", lambda: _runs(tmp_path_factory.mktemp("hostile")))
+
+
+def _runs(tmp):
     cases = {}
     with pytest.MonkeyPatch.context() as mp:
         for klass, build in CLASSES.items():

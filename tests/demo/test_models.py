@@ -27,8 +27,9 @@ def C():
 
 
 @pytest.fixture(scope="module")
-def samples(G, C):
-    return evaluate.sample_generator(G, C, n=2000, batch=250, seed=123)
+def samples(G, C, once):
+    return once("demo_samples", lambda: evaluate.sample_generator(G, C, n=2000, batch=250,
+                                                                  seed=123))
 
 
 def test_checkpoints_are_small_and_documented():

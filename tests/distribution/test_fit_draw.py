@@ -96,13 +96,13 @@ def test_reconstruction_renders_in_batches_within_the_budget():
 
 
 @pytest.fixture(scope="module")
-def drawn(fitted):
+def drawn(fitted, once):
     _, workdir, _ = fitted
     out = os.path.join(os.path.dirname(workdir), "draw")
     counts = ";".join(f"{g}:6" for g in GROUPS)
-    summary = distribution_draw.draw(workdir, counts, out, verify=True, batch_size=64, seed=0,
-                                max_draw_factor=200, image_format="png", log=lambda s: None)
-    return out, summary
+    return once("drawn", lambda: (out, distribution_draw.draw(
+        workdir, counts, out, verify=True, batch_size=64, seed=0, max_draw_factor=200,
+        image_format="png", log=lambda s: None)))
 
 
 def test_fit_records_groups_and_reconstruction(fitted, tiny):
