@@ -28,15 +28,18 @@ import jax.numpy as jnp
 MIN_CHANNELS = 128
 
 
-def use_winograd(x_shape: tuple[int, ...], w_shape: tuple[int, ...]) -> bool:
+def use_winograd(x_shape: tuple[int, ...], w_shape: tuple[int, ...],
+                 dtype=jnp.float32) -> bool:
     """Whether ``conv3x3`` is the faster form for NHWC ``x_shape`` and HWIO ``w_shape``.
 
-    Only on CPU: GPU and TPU convolution libraries choose their own algorithms.
+    Only on CPU (GPU and TPU convolution libraries choose their own algorithms) and only in
+    float32: the transforms' sums would round at bfloat16's 8 bits where the direct
+    convolution accumulates in float32.
     """
     _, h, wd, _ = x_shape
     k, k2, i, o = w_shape
-    return (jax.default_backend() == "cpu" and k == k2 == 3 and h % 2 == 0 and wd % 2 == 0
-            and min(i, o) >= MIN_CHANNELS)
+    return (jax.default_backend() == "cpu" and jnp.dtype(dtype) == jnp.float32
+            and k == k2 == 3 and h % 2 == 0 and wd % 2 == 0 and min(i, o) >= MIN_CHANNELS)
 
 
 def _bt(d0, d1, d2, d3):

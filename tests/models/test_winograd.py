@@ -51,6 +51,7 @@ def test_used_only_where_measured_faster():
     assert not winograd.use_winograd((1, 16, 16, c), (3, 3, c, c // 2))  # narrow output
     assert not winograd.use_winograd((1, 15, 16, c), (3, 3, c, c))  # odd height
     assert not winograd.use_winograd((1, 16, 16, c), (1, 1, c, c))  # toRGB
+    assert not winograd.use_winograd((1, 16, 16, c), (3, 3, c, c), jnp.bfloat16)
 
 
 def test_golden_generator_matches_the_official_outputs_with_winograd_everywhere(
