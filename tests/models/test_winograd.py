@@ -1,0 +1,96 @@
+"""Winograd F(2x2, 3x3) against the direct convolution, and the port with it everywhere."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+
+from jaxfair.models import stylegan2 as sg
+from jaxfair.models import stylegan2_ops as ops
+from jaxfair.models import winograd
+
+
+def correlate64(x, w):
+    """Same-size 3x3 cross-correlation in float64 numpy: the exact reference."""
+    x, w = np.asarray(x, np.float64), np.asarray(w, np.float64)
+    n, h, wd, _ = x.shape
+    xp = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    return sum(xp[:, a:a + h, b:b + wd] @ w[a, b] for a in range(3) for b in range(3))
+
+
+@pytest.mark.parametrize("shape", [(2, 4, 4, 8, 8), (1, 6, 10, 5, 7), (3, 8, 2, 16, 3)])
+def test_equals_the_direct_convolution(shape):
+    """Every output pixel, borders and non-square images included, to float32 rounding:
+    no worse than 4x the direct convolution's own error against float64."""
+    n, h, wd, i, o = shape
+    x = jax.random.normal(jax.random.key(0), (n, h, wd, i))
+    w = jax.random.normal(jax.random.key(1), (3, 3, i, o))
+    exact = correlate64(x, w)
+    with jax.default_matmul_precision("highest"):
+        got = np.asarray(jax.jit(winograd.conv3x3)(x, w))
+        direct = np.asarray(lax.conv_general_dilated(x, w, (1, 1), ((1, 1), (1, 1)),
+                                                     dimension_numbers=("NHWC", "HWIO", "NHWC")))
+    scale = np.max(np.abs(exact))
+    err, err_direct = np.max(np.abs(got - exact)), np.max(np.abs(direct - exact))
+    assert got.shape == (n, h, wd, o)
+    assert err <= max(4 * err_direct, 4 * np.finfo(np.float32).eps * scale), (err, err_direct)
+
+
+def test_refuses_what_it_cannot_compute():
+    with pytest.raises(ValueError, match="even H, W"):
+        winograd.conv3x3(jnp.zeros((1, 5, 4, 2)), jnp.zeros((3, 3, 2, 2)))
+    with pytest.raises(ValueError, match="3x3 kernel"):
+        winograd.conv3x3(jnp.zeros((1, 4, 4, 2)), jnp.zeros((1, 1, 2, 2)))
+
+
+def test_used_only_where_measured_faster():
+    on_cpu = jax.default_backend() == "cpu"
+    c = winograd.MIN_CHANNELS
+    assert winograd.use_winograd((1, 16, 16, c), (3, 3, c, c)) == on_cpu
+    assert not winograd.use_winograd((1, 16, 16, c), (3, 3, c, c // 2))  # narrow output
+    assert not winograd.use_winograd((1, 15, 16, c), (3, 3, c, c))  # odd height
+    assert not winograd.use_winograd((1, 16, 16, c), (1, 1, c, c))  # toRGB
+    assert not winograd.use_winograd((1, 16, 16, c), (3, 3, c, c), jnp.bfloat16)
+
+
+def test_golden_generator_matches_the_official_outputs_with_winograd_everywhere(
+        golden_G, sg2_ref, monkeypatch):
+    """The golden model's channels (32-64) are below the measured threshold; with the
+    threshold at 1, every 3x3 same-size conv of its synthesis runs as Winograd and the
+    images still match the official ones to the golden tolerance."""
+    calls = []
+    conv3x3 = winograd.conv3x3
+    monkeypatch.setattr(winograd, "MIN_CHANNELS", 1)
+    monkeypatch.setattr(winograd, "conv3x3", lambda x, w: calls.append(x.shape) or conv3x3(x, w))
+    ws = sg2_ref["ws_psi07"]
+    with jax.default_matmul_precision("highest"):
+        img = np.asarray(jax.jit(lambda s, ws: sg.synthesis(golden_G.graphdef, s, ws))(
+            golden_G.state, ws))
+    # one conv1 per block: 4, 8, 16 and 32 px
+    assert sorted(s[1] for s in calls) == [4, 8, 16, 32]
+    ref = sg2_ref["img_psi07_const"].transpose(0, 2, 3, 1)
+    assert np.max(np.abs(img - ref)) / np.max(np.abs(ref)) <= 1e-4
+    # And the op the generator calls dispatches to it.
+    x, w = jnp.ones((1, 4, 4, 2)), jnp.ones((3, 3, 2, 2))
+    calls.clear()
+    ops.conv2d(x, w)
+    assert calls == [(1, 4, 4, 2)]
+
+
+def test_synthesis_executes_fewer_flops_than_the_architecture_on_wide_layers():
+    """128 channels everywhere (compiled, not run): XLA's count is the architecture's less
+    the 20 of 36 products Winograd saves on every conv1, plus its transforms' adds (< 5 %)."""
+    cfg = sg.StyleGAN2Config.create(z_dim=32, w_dim=32, img_resolution=16,
+                                    channel_base=1 << 14, channel_max=128, mapping_layers=2)
+    assert set(cfg.channels) == {winograd.MIN_CHANNELS}
+    graphdef, state = sg.abstract(cfg)
+    n = 2
+    ws = jax.ShapeDtypeStruct((n, cfg.num_ws, cfg.w_dim), jnp.float32)
+    cost = jax.jit(lambda s, ws: sg.synthesis(graphdef, s, ws)).lower(
+        state, ws).compile().cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    arch = sg.architecture_flops(cfg)["synthesis"]
+    conv1 = sum(2 * r * r * 9 * cfg.channels_at(r) ** 2 for r in cfg.block_resolutions)
+    expected = (arch - conv1 * 20 / 36) / arch
+    assert expected <= cost["flops"] / n / arch <= expected + 0.05
