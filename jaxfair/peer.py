@@ -27,7 +27,7 @@ import numpy as np
 from absl import flags
 from flax import nnx
 
-from jaxfair import cli, roofline
+from jaxfair import cli, keys, roofline
 from jaxfair.convert.assign import flatten, torch_layout_perm
 from jaxfair.models import stylegan2 as sg
 
@@ -55,11 +55,11 @@ def random_generator(cfg: sg.StyleGAN2Config, key: jax.Array) -> sg.Generator:
     strengths) so that every term of the forward pass is exercised by a comparison."""
     G = sg.Generator.random(cfg, key)
     flat = flatten(nnx.to_pure_dict(G.state))
-    keys = jax.random.split(jax.random.fold_in(key, 1), len(flat))
-    for kk, (name, x) in zip(keys, sorted(flat.items())):
+    leaf_keys = jax.random.split(jax.random.fold_in(key, 1), len(flat))
+    for kk, (name, x) in zip(leaf_keys, sorted(flat.items())):
         leaf = name.rsplit(".", 1)[-1]
         if leaf in ("w_avg", "noise_strength") or (leaf == "bias" and "affine" not in name):
-            flat[name] = 0.1 * jax.random.normal(kk, x.shape, x.dtype)
+            flat[name] = 0.1 * keys.normal(kk, x.shape, x.dtype)
     state = G.state
     nnx.replace_by_pure_dict(state, _unflatten(flat))
     return sg.Generator(cfg, G.graphdef, state)

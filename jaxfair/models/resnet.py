@@ -29,6 +29,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxfair import keys
+
 
 @dataclasses.dataclass(frozen=True)
 class ResNetConfig:
@@ -99,7 +101,7 @@ class Conv2d(nnx.Module):
                  padding: int = 0, rngs: nnx.Rngs):
         fan_in = in_channels * kernel * kernel
         # He init (torchvision's kaiming_normal_ uses fan_out; any scale works for inference).
-        self.weight = nnx.Param(jax.random.normal(
+        self.weight = nnx.Param(keys.normal(
             rngs.params(), (kernel, kernel, in_channels, out_channels)) * math.sqrt(2 / fan_in))
         self.stride = stride
         self.padding = padding
@@ -132,7 +134,7 @@ class Linear(nnx.Module):
     """``y = x @ weight + bias`` with weight ``[in, out]``."""
 
     def __init__(self, in_features: int, out_features: int, *, rngs: nnx.Rngs):
-        self.weight = nnx.Param(jax.random.normal(rngs.params(), (in_features, out_features))
+        self.weight = nnx.Param(keys.normal(rngs.params(), (in_features, out_features))
                                 / math.sqrt(in_features))
         self.bias = nnx.Param(jnp.zeros((out_features,), jnp.float32))
 

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxfair import keys
 from jaxfair.models import stylegan2_ops as ops
 from jaxfair.models.stylegan2_config import COMPUTE_DTYPES, NOISE_MODES, StyleGAN2Config
 
@@ -35,7 +36,7 @@ class FullyConnected(nnx.Module):
     def __init__(self, in_features: int, out_features: int, *, lr_mul: float = 1.0,
                  bias_init: float = 0.0, activation: str = "linear", rngs: nnx.Rngs):
         self.weight = nnx.Param(
-            jax.random.normal(rngs.params(), (in_features, out_features)) / lr_mul)
+            keys.normal(rngs.params(), (in_features, out_features)) / lr_mul)
         self.bias = nnx.Param(jnp.full((out_features,), bias_init, jnp.float32))
         self.weight_gain = lr_mul / math.sqrt(in_features)
         self.bias_gain = lr_mul
@@ -73,13 +74,13 @@ class SynthesisLayer(nnx.Module):
     def __init__(self, in_channels: int, out_channels: int, cfg: StyleGAN2Config,
                  resolution: int, *, up: int = 1, rngs: nnx.Rngs):
         self.affine = FullyConnected(cfg.w_dim, in_channels, bias_init=1.0, rngs=rngs)
-        self.weight = nnx.Param(jax.random.normal(rngs.params(),
+        self.weight = nnx.Param(keys.normal(rngs.params(),
                                                   (3, 3, in_channels, out_channels)))
         self.bias = nnx.Param(jnp.zeros((out_channels,), jnp.float32))
         self.use_noise = cfg.use_noise
         if cfg.use_noise:
             self.noise_strength = nnx.Param(jnp.zeros((), jnp.float32))
-            self.noise_const = Buffer(jax.random.normal(rngs.params(), (resolution, resolution)))
+            self.noise_const = Buffer(keys.normal(rngs.params(), (resolution, resolution)))
         self.resolution = resolution
         self.up = up
         self.conv_clamp = cfg.conv_clamp
@@ -103,7 +104,7 @@ class ToRGB(nnx.Module):
 
     def __init__(self, in_channels: int, cfg: StyleGAN2Config, *, rngs: nnx.Rngs):
         self.affine = FullyConnected(cfg.w_dim, in_channels, bias_init=1.0, rngs=rngs)
-        self.weight = nnx.Param(jax.random.normal(rngs.params(),
+        self.weight = nnx.Param(keys.normal(rngs.params(),
                                                   (1, 1, in_channels, cfg.img_channels)))
         self.bias = nnx.Param(jnp.zeros((cfg.img_channels,), jnp.float32))
         self.weight_gain = 1.0 / math.sqrt(in_channels)
@@ -122,7 +123,7 @@ class SynthesisBlock(nnx.Module):
                  resolution: int, *, rngs: nnx.Rngs):
         self.resolution = resolution
         if in_channels == 0:
-            self.const = nnx.Param(jax.random.normal(rngs.params(), (4, 4, out_channels)))
+            self.const = nnx.Param(keys.normal(rngs.params(), (4, 4, out_channels)))
         else:
             self.conv0 = SynthesisLayer(in_channels, out_channels, cfg, resolution, up=2,
                                         rngs=rngs)
@@ -136,14 +137,14 @@ class SynthesisBlock(nnx.Module):
 
         x runs in ``dtype`` (the first block casts its const); img stays float32.
         """
-        keys = jax.random.split(key, 2) if key is not None else (None, None)
+        layer_keys = jax.random.split(key, 2) if key is not None else (None, None)
         if self.num_conv == 1:
             n = ws.shape[0]
             x = jnp.broadcast_to(self.const[...].astype(dtype)[None], (n,) + self.const.shape)
-            x = self.conv1(x, ws[:, 0], noise_mode, keys[1])
+            x = self.conv1(x, ws[:, 0], noise_mode, layer_keys[1])
         else:
-            x = self.conv0(x, ws[:, 0], noise_mode, keys[0])
-            x = self.conv1(x, ws[:, 1], noise_mode, keys[1])
+            x = self.conv0(x, ws[:, 0], noise_mode, layer_keys[0])
+            x = self.conv1(x, ws[:, 1], noise_mode, layer_keys[1])
         y = self.torgb(x, ws[:, self.num_conv]).astype(jnp.float32)
         if img is None:
             return x, y

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from jaxfair import keys
 from jaxfair.models import winograd
 
 _NHWC = ("NHWC", "HWIO", "NHWC")
@@ -251,4 +252,4 @@ def truncate(ws: jnp.ndarray, w_avg: jnp.ndarray, psi: float | jnp.ndarray,
 
 def random_noise(key: jax.Array, n: int, res: int, dtype=jnp.float32) -> jnp.ndarray:
     """Per-sample noise image [N, res, res, 1] (broadcast over channels)."""
-    return jax.random.normal(key, (n, res, res, 1), dtype)
+    return keys.normal(key, (n, res, res, 1), dtype)

@@ -29,6 +29,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxfair import keys
+
 VGG_BLOCKS = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
 
 
@@ -96,7 +98,7 @@ class Conv(nnx.Module):
     def __init__(self, in_channels: int, out_channels: int, kernel: int, *, padding: int = 0,
                  relu: bool = True, rngs: nnx.Rngs):
         fan_in = in_channels * kernel * kernel
-        self.kernel = nnx.Param(jax.random.normal(
+        self.kernel = nnx.Param(keys.normal(
             rngs.params(), (kernel, kernel, in_channels, out_channels)) * math.sqrt(2 / fan_in))
         self.bias = nnx.Param(jnp.zeros((out_channels,), jnp.float32))
         self.padding = padding

@@ -121,7 +121,7 @@ def candidates(d: Directions, prior: spaces.Prior, ws: np.ndarray, num: int,
                key: jax.Array) -> np.ndarray:
     """ws [n, num_ws, w_dim] -> num moved copies per identity [n, num, num_ws, w_dim]."""
     n = ws.shape[0]
-    a = jax.random.uniform(key, (n, num, len(d.names)), minval=-1.0, maxval=1.0)
+    a = keylib.uniform(key, (n, num, len(d.names)), minval=-1.0, maxval=1.0)
     length = prior.w_std * np.sqrt(d.w_dim)
     delta = length * (a * jnp.asarray(d.scales)) @ jnp.asarray(d.vectors)  # [n, num, w_dim]
     return np.asarray(jnp.asarray(ws)[:, None] + delta[:, :, None, :], np.float32)

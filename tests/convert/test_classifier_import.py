@@ -13,6 +13,7 @@ from absl import flags
 from flax import nnx
 
 import jaxfair
+from jaxfair import keys
 from jaxfair.convert import __main__ as cli
 from jaxfair.convert import formats, keras_h5
 from jaxfair.convert.guard import CheckpointError
@@ -247,7 +248,7 @@ def test_reads_three_heads_and_shares_identical_backbones(deepface_files):
     assert len(conv.source["sha256"]) == 3
 
     C = jaxfair.load_classifier(",".join(paths.values()))
-    x = np.asarray(jax.random.uniform(jax.random.key(0), (2, 64, 64, 3)))
+    x = np.asarray(keys.uniform(jax.random.key(0), (2, 64, 64, 3)))
     with jax.default_matmul_precision("highest"):
         out = np.asarray(C.logits(x))
     ref = np.concatenate([np_deepface(*nets[h], x.astype(np.float64))
@@ -341,7 +342,7 @@ def test_cli_converts_fairface_and_records_schema(fairface_dir, golden_ref):
 
 def test_predict_equals_preprocess_logits_softmax(fairface_dir):
     C = jaxfair.load_classifier(fairface_dir)
-    images = jax.random.uniform(jax.random.key(5), (2, 96, 96, 3), minval=-1, maxval=1)
+    images = keys.uniform(jax.random.key(5), (2, 96, 96, 3), minval=-1, maxval=1)
     probs = C.predict(images)
     assert set(probs) == {"race", "gender", "age"} and probs["race"].shape == (2, 7)
     z = np.asarray(C.logits(pp.preprocess(images, C.preprocess)))
@@ -353,7 +354,7 @@ def test_predict_equals_preprocess_logits_softmax(fairface_dir):
 def test_load_from_source_equals_dir(fairface_dir, golden_pt):
     a = jaxfair.load_classifier(fairface_dir)
     b = jaxfair.load_classifier(golden_pt)
-    x = jax.random.normal(jax.random.key(6), (1, 224, 224, 3))
+    x = keys.normal(jax.random.key(6), (1, 224, 224, 3))
     np.testing.assert_array_equal(a.logits(x), b.logits(x))
     assert b.meta["source"]["file"] == "resnet34_w16.pt"
     four = jaxfair.load_classifier(golden_pt, schema="fairface4")
@@ -374,7 +375,7 @@ def test_cli_fairface4_and_deepface(tmp_path, convert_cli, golden_pt, deepface_f
     C = jaxfair.load_classifier(str(tmp_path / "df"))
     assert C.config.heads == ("race", "gender") and C.config.head_backbone == (0, 1)
     assert C.preprocess == pp.Preprocess.deepface(size=64)
-    x = np.asarray(jax.random.uniform(jax.random.key(7), (2, 64, 64, 3)))
+    x = np.asarray(keys.uniform(jax.random.key(7), (2, 64, 64, 3)))
     with jax.default_matmul_precision("highest"):
         out = np.asarray(C.logits(x))
     ref = np.concatenate([np_deepface(*nets[h], x.astype(np.float64)) for h in ("race",

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from jaxfair import keys
 from jaxfair.judge import preprocess as pp
 
 
@@ -107,7 +108,7 @@ def test_normalisation_per_model():
 
 def test_preprocess_end_to_end_batched_and_clipped():
     key = jax.random.key(3)
-    images = jax.random.uniform(key, (3, 64, 64, 3), minval=-1.3, maxval=1.3)
+    images = keys.uniform(key, (3, 64, 64, 3), minval=-1.3, maxval=1.3)
     spec = pp.Preprocess.fairface(size=24)
     f = jax.jit(pp.preprocess, static_argnums=1)
     out = np.asarray(f(images, spec))

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from jaxfair import keys
 from jaxfair.convert import torch_pickle
 from jaxfair.convert import torchvision_resnet as tv
 from jaxfair.models import resnet
@@ -121,7 +122,7 @@ def test_tiny_matches_naive_numpy(tiny):
     # layer1.0 changes width (4 -> 8) at stride 1: torchvision gives it a projection.
     pure = jax.tree.map(np.asarray, nnx.to_pure_dict(state))
     assert "downsample" in pure["layer1"][0] and "downsample" not in pure["layer2"][1]
-    x = np.asarray(jax.random.normal(jax.random.key(2), (2, 21, 19, 3)))  # odd sizes
+    x = np.asarray(keys.normal(jax.random.key(2), (2, 21, 19, 3)))  # odd sizes
     with jax.default_matmul_precision("highest"):
         out = np.asarray(logits_jit(graphdef, state, x))
     ref = np_resnet(jax.tree.map(lambda a: a.astype(np.float64), pure), TINY,
@@ -130,7 +131,7 @@ def test_tiny_matches_naive_numpy(tiny):
 
 
 def test_max_pool_pads_with_minus_infinity():
-    x = -1.0 - jax.random.uniform(jax.random.key(3), (1, 6, 6, 2))  # all values < -1
+    x = -1.0 - keys.uniform(jax.random.key(3), (1, 6, 6, 2))  # all values < -1
     out = np.asarray(resnet.max_pool_3x3_s2(x))
     assert out.shape == (1, 3, 3, 2) and (out < -1).all()  # zero padding would give 0
     np.testing.assert_array_equal(out, np_maxpool(np.asarray(x)))
@@ -145,7 +146,7 @@ def test_batch_equals_per_item_and_one_trace(tiny):
         return resnet.logits(g, s, x)
 
     fj = jax.jit(f, static_argnums=0)
-    x = jax.random.normal(jax.random.key(4), (3, 32, 32, 3))
+    x = keys.normal(jax.random.key(4), (3, 32, 32, 3))
     with jax.default_matmul_precision("highest"):
         batch = np.asarray(fj(graphdef, state, x))
         per_item = np.concatenate([np.asarray(resnet.logits(graphdef, state, x[i:i + 1]))

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from jaxfair import keys
 from jaxfair.models import vggface
 
 logits_jit = jax.jit(vggface.logits, static_argnums=0)
@@ -100,7 +101,7 @@ def test_real_config_geometry():
 
 def test_matches_naive_numpy(tiny):
     pure, (graphdef, state) = tiny
-    x = np.asarray(jax.random.uniform(jax.random.key(1), (2, 64, 64, 3)))
+    x = np.asarray(keys.uniform(jax.random.key(1), (2, 64, 64, 3)))
     with jax.default_matmul_precision("highest"):
         out = np.asarray(logits_jit(graphdef, state, x))
     p64 = jax.tree.map(lambda a: a.astype(np.float64), pure)
@@ -128,7 +129,7 @@ def test_shared_backbone_equals_copies(tiny):
     bb = pure["backbones"][0]
     shared = {"backbones": {0: bb}, "race": pure["race"], "gender": pure["gender"]}
     split = {"backbones": {0: bb, 1: bb}, "race": pure["race"], "gender": pure["gender"]}
-    x = jax.random.uniform(jax.random.key(2), (3, 64, 64, 3))
+    x = keys.uniform(jax.random.key(2), (3, 64, 64, 3))
     a = np.asarray(logits_jit(*build(shared_cfg, shared), x))
     b = np.asarray(logits_jit(*build(split_cfg, split), x))
     np.testing.assert_array_equal(a, b)

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import jaxfair
+from jaxfair import keys
 from jaxfair.judge import attributes, classifier
 from jaxfair.judge import preprocess as pp
 from jaxfair.models import resnet, vggface
@@ -107,7 +108,7 @@ def test_bf16_needs_a_resnet_classifier_and_a_known_dtype(tiny_G, tiny_C):
 def test_resnet_bf16_keeps_batchnorm_and_pool_in_float32():
     cfg = resnet.ResNetConfig((1,), (8,), 8, 4)
     gd, st = resnet.init(cfg, jax.random.key(0))
-    x = jax.random.normal(jax.random.key(1), (2, 16, 16, 3))
+    x = keys.normal(jax.random.key(1), (2, 16, 16, 3))
     f32 = resnet.logits(gd, st, x)
     bf = resnet.logits(gd, st, x.astype(jnp.bfloat16))
     assert f32.dtype == bf.dtype == jnp.float32
