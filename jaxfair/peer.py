@@ -41,13 +41,10 @@ def executed_flops(G: sg.Generator, batch: int) -> dict[str, float]:
     z = jax.ShapeDtypeStruct((batch, G.config.z_dim), jnp.float32)
     ws = jax.ShapeDtypeStruct((batch, G.config.num_ws, G.config.w_dim), jnp.float32)
 
-    def cost(f, *args):
-        ca = jax.jit(f).lower(*args).compile().cost_analysis()
-        ca = ca[0] if isinstance(ca, list) else ca
-        return float(ca["flops"]) / batch
-
-    return {"mapping": cost(lambda s, z: sg.mapping(G.graphdef, s, z, PSI), G.state, z),
-            "synthesis": cost(lambda s, ws: sg.synthesis(G.graphdef, s, ws), G.state, ws)}
+    mapping = roofline.compiled_flops(lambda s, z: sg.mapping(G.graphdef, s, z, PSI), G.state, z)
+    synthesis = roofline.compiled_flops(lambda s, ws: sg.synthesis(G.graphdef, s, ws), G.state,
+                                        ws)
+    return {"mapping": mapping / batch, "synthesis": synthesis / batch}
 
 
 def random_generator(cfg: sg.StyleGAN2Config, key: jax.Array) -> sg.Generator:

@@ -1,4 +1,5 @@
-"""The denominator of every "% of peak": this device's measured float32 matmul rate.
+"""Both sides of every "% of peak": XLA's FLOP count of a compiled function
+(``compiled_flops``) and this device's measured float32 matmul rate (``matmul_rates``).
 
 One definition for ``python -m jaxfair.benchmark`` and ``python -m jaxfair.peer``. A square
 float32 ``a @ b`` is timed at each size in ``SIZES`` over back-to-back calls of about
@@ -20,6 +21,14 @@ import jax
 import jax.numpy as jnp
 
 SIZES = (1024, 2048)
+
+
+def compiled_flops(f, *args) -> float:
+    """XLA's cost-analysis FLOP count of ``jax.jit(f)`` compiled for ``args`` (arrays or
+    ``jax.ShapeDtypeStruct``s): compiled, not run."""
+    cost = jax.jit(f).lower(*args).compile().cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    return float(cost["flops"])
 
 
 def matmul_rates(sizes: tuple[int, ...] = SIZES, seconds: float = 0.5) -> dict[int, float]:

@@ -115,7 +115,7 @@ class Conv2d(nnx.Module):
         if self.stride == 1 and p == 1 and winograd.use_winograd(x.shape, w.shape, x.dtype):
             return winograd.conv3x3(x, w.astype(x.dtype))
         return jax.lax.conv_general_dilated(
-            x, self.weight[...].astype(x.dtype), (self.stride, self.stride), ((p, p), (p, p)),
+            x, w.astype(x.dtype), (self.stride, self.stride), ((p, p), (p, p)),
             dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
 

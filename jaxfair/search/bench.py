@@ -123,10 +123,8 @@ class Batch1:
                                                        engine.psi)[0])
         self._sample = lambda k: np.asarray(sample(G.state, prior, k))
         u = jnp.zeros((1, self.space.dim), jnp.float32)
-        compiled = self._accept.lower(*self.args, u).compile()
-        cost = compiled.cost_analysis()
-        cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-        self.flops = float(cost["flops"])  # one candidate: the scoring function at batch 1
+        # one candidate: the scoring function at batch 1
+        self.flops = roofline.compiled_flops(self._accept, *self.args, u)
         self._sample(jax.random.key(seed))  # compile
         self.rng = np.random.default_rng(seed)
         self.key = jax.random.key(seed)
