@@ -11,7 +11,7 @@ from flax import nnx
 from jaxfair import keys
 from jaxfair.convert import torch_pickle
 from jaxfair.convert import torchvision_resnet as tv
-from jaxfair.models import resnet, winograd
+from jaxfair.models import resnet
 
 logits_jit = jax.jit(resnet.logits, static_argnums=0)
 
@@ -37,19 +37,15 @@ def test_golden_resnet34_w16(golden):
     assert err <= 1e-4 * np.abs(ref["logits"]).max(), err
 
 
-def test_golden_resnet34_w16_with_winograd_everywhere(golden, monkeypatch):
+def test_golden_resnet34_w16_with_winograd_everywhere(golden, winograd_everywhere):
     """Its channels (16-128) and input size leave most stride-1 3x3 convs below the measured
     Winograd rule; with the threshold at 1 every even-sized one runs as Winograd and the
     logits still match torchvision's to the golden tolerance."""
-    calls = []
-    conv3x3 = winograd.conv3x3
-    monkeypatch.setattr(winograd, "MIN_CHANNELS", 1)
-    monkeypatch.setattr(winograd, "conv3x3", lambda x, w: calls.append(x.shape) or conv3x3(x, w))
     cfg, graphdef, state, ref = golden
     x = ref["x_nchw"].transpose(0, 2, 3, 1)
     with jax.default_matmul_precision("highest"):
         out = np.asarray(jax.jit(lambda s, x: resnet.logits(graphdef, s, x))(state, x))
-    assert len(calls) >= 8  # the stages whose maps are even-sized
+    assert len(winograd_everywhere) >= 8  # the stages whose maps are even-sized
     err = np.abs(out - ref["logits"]).max()
     assert err <= 1e-4 * np.abs(ref["logits"]).max(), err
 

@@ -57,14 +57,11 @@ def test_used_only_where_measured_faster():
 
 
 def test_golden_generator_matches_the_official_outputs_with_winograd_everywhere(
-        golden_G, sg2_ref, monkeypatch):
+        golden_G, sg2_ref, winograd_everywhere):
     """The golden model's channels (32-64) are below the measured threshold; with the
     threshold at 1, every 3x3 same-size conv of its synthesis runs as Winograd and the
     images still match the official ones to the golden tolerance."""
-    calls = []
-    conv3x3 = winograd.conv3x3
-    monkeypatch.setattr(winograd, "MIN_CHANNELS", 1)
-    monkeypatch.setattr(winograd, "conv3x3", lambda x, w: calls.append(x.shape) or conv3x3(x, w))
+    calls = winograd_everywhere
     ws = sg2_ref["ws_psi07"]
     with jax.default_matmul_precision("highest"):
         img = np.asarray(jax.jit(lambda s, ws: sg.synthesis(golden_G.graphdef, s, ws))(
