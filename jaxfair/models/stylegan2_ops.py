@@ -101,6 +101,9 @@ def conv2d(x: jnp.ndarray, w: jnp.ndarray) -> jnp.ndarray:
     """
     if winograd.use_winograd(x.shape, w.shape, x.dtype):
         return winograd.conv3x3(x, w.astype(x.dtype))
+    if w.shape[:2] == (1, 1):  # toRGB: a matmul (XLA:CPU's 1x1 conv is several x slower)
+        return (x.reshape(-1, x.shape[3]) @ w[0, 0].astype(x.dtype)).reshape(
+            *x.shape[:3], w.shape[3])
     p = w.shape[0] // 2
     return lax.conv_general_dilated(x, w.astype(x.dtype), (1, 1), ((p, p), (p, p)),
                                     dimension_numbers=_NHWC)
@@ -138,8 +141,11 @@ def conv_transpose2d_stride2(x: jnp.ndarray, w: jnp.ndarray) -> jnp.ndarray:
         for b in range(2):
             wab = w[a::2, b::2][::-1, ::-1]  # [m_a, m_b, I, O]
             pa, pb = wab.shape[0] - 1, wab.shape[1] - 1
-            y = lax.conv_general_dilated(x, wab.astype(x.dtype), (1, 1), ((pa, pa), (pb, pb)),
-                                         dimension_numbers=_NHWC)
+            if pa == pb == 0:  # one tap: a matmul (XLA:CPU's 1x1 conv is several x slower)
+                y = (x.reshape(-1, x.shape[3]) @ wab[0, 0].astype(x.dtype)).reshape(n, h, wd, o)
+            else:
+                y = lax.conv_general_dilated(x, wab.astype(x.dtype), (1, 1),
+                                             ((pa, pa), (pb, pb)), dimension_numbers=_NHWC)
             # Pad every phase to the largest one's [H + m - 1, W + m - 1] (zeros past the
             # end are cropped below) so the four interleave by a reshape.
             row.append(jnp.pad(y, ((0, 0), (0, m - 1 - pa), (0, m - 1 - pb), (0, 0))))
@@ -154,10 +160,15 @@ def conv2d_up2(x: jnp.ndarray, w: jnp.ndarray, f: jnp.ndarray) -> jnp.ndarray:
 
     NVIDIA runs a stride-2 transposed conv with the *unflipped* weight, then the FIR filter
     ``f`` ([k] taps or [k, k]) with gain 4 and the padding that brings 2H + k - 2 to 2H.
+    The transposed conv runs as Winograd F(2x2, 2x2) where measured faster
+    (``winograd.use_winograd_up``), else in the exact-tap phase form.
     """
     k = w.shape[0]
     fh = f.shape[0]
-    y = conv_transpose2d_stride2(x, w)
+    if winograd.use_winograd_up(x.shape, w.shape, x.dtype):
+        y = winograd.conv_transpose3x3_stride2(x, w)
+    else:
+        y = conv_transpose2d_stride2(x, w)
     # NVIDIA conv2d_resample with padding k//2: (1, 1) for k = 3 and a 4-tap filter.
     p = k // 2
     p0 = p + (fh + 1) // 2 - (k - 1)

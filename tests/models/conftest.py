@@ -7,10 +7,20 @@ from jaxfair.models import winograd
 
 @pytest.fixture
 def winograd_everywhere(monkeypatch):
-    """Winograd's threshold at 1 channel, so every eligible 3x3 conv traced in the test runs
-    as ``winograd.conv3x3``; returns the list of input shapes it was called with."""
-    calls = []
-    conv3x3 = winograd.conv3x3
-    monkeypatch.setattr(winograd, "MIN_CHANNELS", 1)
+    """Winograd's thresholds at 1, so every eligible 3x3 conv traced in the test runs as
+    ``winograd.conv3x3`` and every 3x3 up conv as ``winograd.conv_transpose3x3_stride2``;
+    returns the list of input shapes ``conv3x3`` was called with; its ``up`` attribute
+    lists those of the up conv."""
+    calls, up_calls = _Calls(), []
+    calls.up = up_calls
+    conv3x3, up = winograd.conv3x3, winograd.conv_transpose3x3_stride2
+    for name in ("MIN_CHANNELS", "UP_MIN_SIZE", "UP_MIN_IN", "UP_MIN_OUT"):
+        monkeypatch.setattr(winograd, name, 1)
     monkeypatch.setattr(winograd, "conv3x3", lambda x, w: calls.append(x.shape) or conv3x3(x, w))
+    monkeypatch.setattr(winograd, "conv_transpose3x3_stride2",
+                        lambda x, w: up_calls.append(x.shape) or up(x, w))
     return calls
+
+
+class _Calls(list):
+    """A list of call shapes with an ``up`` list beside it."""

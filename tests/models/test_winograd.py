@@ -39,6 +39,37 @@ def test_equals_the_direct_convolution(shape):
     assert err <= max(4 * err_direct, 4 * np.finfo(np.float32).eps * scale), (err, err_direct)
 
 
+def transposed64(x, w):
+    """torch ``conv_transpose2d(x, w, stride=2)`` in float64 numpy: every input pixel
+    scatters ``x[i, j] * w`` into ``out[2i:2i+3, 2j:2j+3]``."""
+    x, w = np.asarray(x, np.float64), np.asarray(w, np.float64)
+    n, h, wd, _ = x.shape
+    out = np.zeros((n, 2 * h + 1, 2 * wd + 1, w.shape[3]))
+    for a in range(3):
+        for b in range(3):
+            out[:, a:a + 2 * h:2, b:b + 2 * wd:2] += x @ w[a, b]
+    return out
+
+
+@pytest.mark.parametrize("shape", [(2, 4, 4, 8, 8), (1, 5, 3, 6, 4), (1, 1, 1, 3, 2),
+                                   (3, 2, 7, 16, 5)])
+def test_transposed_equals_the_scatter_definition(shape):
+    """Every output pixel of the up conv, odd and one-pixel inputs included, to float32
+    rounding: no worse than 4x the sub-pixel direct form's own error against float64."""
+    n, h, wd, i, o = shape
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((n, h, wd, i), np.float32)
+    w = rng.standard_normal((3, 3, i, o), np.float32)
+    exact = transposed64(x, w)
+    with jax.default_matmul_precision("highest"):
+        got = np.asarray(jax.jit(winograd.conv_transpose3x3_stride2)(x, w))
+        direct = np.asarray(jax.jit(ops.conv_transpose2d_stride2)(x, w))
+    scale = np.max(np.abs(exact))
+    err, err_direct = np.max(np.abs(got - exact)), np.max(np.abs(direct - exact))
+    assert got.shape == exact.shape
+    assert err <= max(4 * err_direct, 4 * np.finfo(np.float32).eps * scale), (err, err_direct)
+
+
 def test_refuses_what_it_cannot_compute():
     with pytest.raises(ValueError, match="even H, W"):
         winograd.conv3x3(jnp.zeros((1, 5, 4, 2)), jnp.zeros((3, 3, 2, 2)))
@@ -58,9 +89,9 @@ def test_used_only_where_measured_faster():
 
 def test_golden_generator_matches_the_official_outputs_with_winograd_everywhere(
         golden_G, sg2_ref, winograd_everywhere):
-    """The golden model's channels (32-64) are below the measured threshold; with the
-    threshold at 1, every 3x3 same-size conv of its synthesis runs as Winograd and the
-    images still match the official ones to the golden tolerance."""
+    """The golden model's channels (32-64) are below the measured thresholds; with them
+    at 1, every 3x3 same-size conv and every up conv of its synthesis runs as Winograd
+    and the images still match the official ones to the golden tolerance."""
     calls = winograd_everywhere
     ws = sg2_ref["ws_psi07"]
     with jax.default_matmul_precision("highest"):
@@ -68,6 +99,7 @@ def test_golden_generator_matches_the_official_outputs_with_winograd_everywhere(
             golden_G.state, ws))
     # one conv1 per block: 4, 8, 16 and 32 px
     assert sorted(s[1] for s in calls) == [4, 8, 16, 32]
+    assert sorted(s[1] for s in calls.up) == [4, 8, 16]  # conv0 into 8, 16 and 32 px
     ref = sg2_ref["img_psi07_const"].transpose(0, 2, 3, 1)
     assert np.max(np.abs(img - ref)) / np.max(np.abs(ref)) <= 1e-4
     # And the op the generator calls dispatches to it.
@@ -75,6 +107,19 @@ def test_golden_generator_matches_the_official_outputs_with_winograd_everywhere(
     calls.clear()
     ops.conv2d(x, w)
     assert calls == [(1, 4, 4, 2)]
+    calls.up.clear()
+    ops.conv2d_up2(x, w, ops.fir_filter([1, 3, 3, 1]))
+    assert calls.up == [(1, 4, 4, 2)]
+
+
+def test_up_conv_used_only_where_measured_faster():
+    on_cpu = jax.default_backend() == "cpu"
+    s, i, o = winograd.UP_MIN_SIZE, winograd.UP_MIN_IN, winograd.UP_MIN_OUT
+    assert winograd.use_winograd_up((1, s, s, i), (3, 3, i, o)) == on_cpu
+    assert not winograd.use_winograd_up((1, s // 2, s, i), (3, 3, i, o))  # small image
+    assert not winograd.use_winograd_up((1, s, s, i // 2), (3, 3, i // 2, o))
+    assert not winograd.use_winograd_up((1, s, s, i), (3, 3, i, o // 2))
+    assert not winograd.use_winograd_up((1, s, s, i), (3, 3, i, o), jnp.bfloat16)
 
 
 def test_synthesis_executes_fewer_flops_than_the_architecture_on_wide_layers():

@@ -159,8 +159,8 @@ def test_progress_lines_during_the_find_phase(smoke):
 @pytest.mark.slow  # ~80 s (CI time); choose_batch under a small budget: tests/judge/test_sizing.py
 def test_a_small_memory_budget_runs_micro_batches_and_keeps_the_stream(smoke, env,
                                                                        tmp_path):
-    """Under 0.03 GiB the stream step and the render run 16 at a time (manifest
-    batch_sizes); the stream draws the same samples, so every unit whose identities came
+    """Under 0.03 GiB the stream step, the gated step and the render run 16 at a time
+    (manifest batch_sizes); the stream draws the same samples, so every unit whose identities came
     from the stream is byte-identical. Gated faces may differ: the gates are fitted to the
     stream's probabilities, which another batch size rounds differently."""
     work = str(tmp_path / "ds")
@@ -169,7 +169,7 @@ def test_a_small_memory_budget_runs_micro_batches_and_keeps_the_stream(smoke, en
     with open(os.path.join(work, "manifest.json")) as f:
         sizes = json.load(f)["batch_sizes"]
     assert {k: (v["configured"], v["batch"]) for k, v in sizes.items()} == {
-        "stream": (64, 16), "render": (64, 16)}
+        "stream": (64, 16), "gated": (64, 16), "render": (64, 16)}
     assert "batch_sizes" not in smoke[1]  # the configured batches fit the default budget
     assert records(work) == records(smoke[0])
     state = np.load(os.path.join(smoke[0], "planner.npz"))
