@@ -22,13 +22,22 @@ from jaxfair.models import resnet, vggface
 from jaxfair.search import Engine, Objective, Space, build, estimate_prior
 from jaxfair.search import objective as obj
 
-CONV = re.compile(r"stablehlo\.convolution.*:\s*\(tensor<[^>]*x(\w+)>, tensor<[^>]*x(\w+)>\)"
-                  r"\s*->\s*tensor<[^>]*x(\w+)>")
+def _op(name: str) -> re.Pattern:
+    return re.compile(rf"stablehlo\.{name}.*:\s*\(tensor<[^>]*x(\w+)>, tensor<[^>]*x(\w+)>\)"
+                      r"\s*->\s*tensor<[^>]*x(\w+)>")
+
+
+CONV, DOT = _op("convolution"), _op("dot_general")
 
 
 def conv_dtypes(fn, *args) -> list[tuple[str, str, str]]:
     """(lhs, rhs, out) element types of every convolution in fn's lowered program."""
     return CONV.findall(jax.jit(fn).lower(*args).as_text())
+
+
+def dot_dtypes(fn, *args) -> list[tuple[str, str, str]]:
+    """(lhs, rhs, out) element types of every matmul in fn's lowered program."""
+    return DOT.findall(jax.jit(fn).lower(*args).as_text())
 
 
 def make(G, C, dtype, **kw):
@@ -49,15 +58,18 @@ def test_bf16_engine_runs_with_bf16_convolutions_and_float32_state(tiny_G, tiny_
     keys = jax.random.split(jax.random.key(1), 2)
     engines = {dt: make(tiny_G, tiny_C, dt) for dt in ("float32", "bfloat16")}
     u = jax.random.normal(jax.random.key(2), (4, tiny_G.config.z_dim))
-    convs = {dt: conv_dtypes(lambda g, c, p, u, e=e: e.score(g, c, p, u, None),
-                             tiny_G.state, tiny_C.state, prior, u)
-             for dt, e in engines.items()}
+    args = (tiny_G.state, tiny_C.state, prior, u)
+    convs, dots = ({dt: f(lambda g, c, p, u, e=e: e.score(g, c, p, u, None), *args)
+                    for dt, e in engines.items()} for f in (conv_dtypes, dot_dtypes))
     # Generator (const block conv1 + torgb, 8 px block conv0 + conv1 + torgb; conv0, the
     # up-sampling conv, runs as four exact-tap phase convolutions) and classifier (stem +
-    # one basic block): 11 convolutions, every one in the search dtype.
-    assert len(convs["float32"]) == len(convs["bfloat16"]) == 11
+    # one basic block): 11 convolutions, every one in the search dtype. The three 1x1 ones
+    # (the two toRGB and conv0's one-tap phase) are matmuls over the pixels.
+    assert len(convs["float32"]) == len(convs["bfloat16"]) == 8
     assert all(c == ("f32", "f32", "f32") for c in convs["float32"])
     assert all(c == ("bf16", "bf16", "bf16") for c in convs["bfloat16"])
+    assert dots["bfloat16"].count(("bf16", "bf16", "bf16")) == 3
+    assert ("bf16", "bf16", "bf16") not in dots["float32"]
     eng = engines["bfloat16"]
     state = eng.init(tiny_G.state, tiny_C.state, prior, tg, keys)
     state, metrics = eng.run(tiny_G.state, tiny_C.state, prior, tg, keys, state)
