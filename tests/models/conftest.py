@@ -24,3 +24,12 @@ def winograd_everywhere(monkeypatch):
 
 class _Calls(list):
     """A list of call shapes with an ``up`` list beside it."""
+
+
+@pytest.fixture
+def direct_convs(monkeypatch):
+    """Winograd's thresholds out of reach: every conv traced in the test takes the direct
+    form (what GPUs, TPUs and bfloat16 always run)."""
+    for name in ("MIN_CHANNELS", "MIN_CHANNELS_SMALL", "UP_MIN_SIZE", "UP_MIN_IN",
+                 "UP_MIN_OUT"):
+        monkeypatch.setattr(winograd, name, 1 << 30)

@@ -38,9 +38,9 @@ def test_golden_resnet34_w16(golden):
 
 
 def test_golden_resnet34_w16_with_winograd_everywhere(golden, winograd_everywhere):
-    """Its channels (16-128) and input size leave most stride-1 3x3 convs below the measured
-    Winograd rule; with the threshold at 1 every even-sized one runs as Winograd and the
-    logits still match torchvision's to the golden tolerance."""
+    """Its channels (16-128) leave some stride-1 3x3 convs below the measured Winograd
+    rule; with the thresholds at 1 every even-sized one runs as Winograd and the logits
+    still match torchvision's to the golden tolerance."""
     cfg, graphdef, state, ref = golden
     x = ref["x_nchw"].transpose(0, 2, 3, 1)
     with jax.default_matmul_precision("highest"):
