@@ -22,6 +22,7 @@ from jaxfair.models import resnet, vggface
 from jaxfair.search import Engine, Objective, Space, build, estimate_prior
 from jaxfair.search import objective as obj
 
+
 def _op(name: str) -> re.Pattern:
     return re.compile(rf"stablehlo\.{name}.*:\s*\(tensor<[^>]*x(\w+)>, tensor<[^>]*x(\w+)>\)"
                       r"\s*->\s*tensor<[^>]*x(\w+)>")
