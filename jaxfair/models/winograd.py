@@ -22,14 +22,15 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-# Narrowest channel count (min of input and output) at which F(2x2, 3x3) beat XLA:CPU's
-# direct convolution, measured on whole layers: the modulation (or batch norm) before the
-# conv and the demodulation, bias and activation after it fuse into Winograd's transforms
-# but are separate passes around the direct conv (docs/performance.md). From 64 channels at
-# every size measured (1.04-2.2x); at 32 channels only on images up to 256 px (1.25-1.39x;
-# 0.78-0.80x at 512 and 1024 px, where the transformed tiles no longer stay in cache).
-MIN_CHANNELS = 64
-MIN_CHANNELS_SMALL, SMALL_SIZE = 32, 256
+# Narrowest channel count (min of input and output) at which F(2x2, 3x3) is used, from
+# whole-layer measurements: the modulation (or batch norm) before the conv and the
+# demodulation, bias and activation after it fuse into Winograd's transforms but are
+# separate passes around the direct conv (docs/performance.md). From 128 channels it won at
+# every size; at 64 channels it won too (1.04-2.2x), but Winograd doubles XLA's compile
+# time of a small model (the demo generator: 2.5 -> 5.4 s for 1.5x less run time), which
+# small images do not repay: 64 channels only from 128 px, where real models run.
+MIN_CHANNELS = 128
+MIN_CHANNELS_LARGE, LARGE_SIZE = 64, 128
 
 
 def use_winograd(x_shape: tuple[int, ...], w_shape: tuple[int, ...],
@@ -43,7 +44,7 @@ def use_winograd(x_shape: tuple[int, ...], w_shape: tuple[int, ...],
     _, h, wd, _ = x_shape
     k, k2, i, o = w_shape
     c = min(i, o)
-    wide = c >= MIN_CHANNELS or (c >= MIN_CHANNELS_SMALL and max(h, wd) <= SMALL_SIZE)
+    wide = c >= MIN_CHANNELS or (c >= MIN_CHANNELS_LARGE and min(h, wd) >= LARGE_SIZE)
     return (jax.default_backend() == "cpu" and jnp.dtype(dtype) == jnp.float32
             and k == k2 == 3 and h % 2 == 0 and wd % 2 == 0 and wide)
 

@@ -30,6 +30,6 @@ class _Calls(list):
 def direct_convs(monkeypatch):
     """Winograd's thresholds out of reach: every conv traced in the test takes the direct
     form (what GPUs, TPUs and bfloat16 always run)."""
-    for name in ("MIN_CHANNELS", "MIN_CHANNELS_SMALL", "UP_MIN_SIZE", "UP_MIN_IN",
+    for name in ("MIN_CHANNELS", "MIN_CHANNELS_LARGE", "UP_MIN_SIZE", "UP_MIN_IN",
                  "UP_MIN_OUT"):
         monkeypatch.setattr(winograd, name, 1 << 30)
