@@ -25,8 +25,10 @@ SIZES = (1024, 2048)
 
 def compiled_flops(f, *args) -> float:
     """XLA's cost-analysis FLOP count of ``jax.jit(f)`` compiled for ``args`` (arrays or
-    ``jax.ShapeDtypeStruct``s): compiled, not run."""
-    cost = jax.jit(f).lower(*args).compile().cost_analysis()
+    ``jax.ShapeDtypeStruct``s): compiled, not run. An already jitted ``f`` is lowered as
+    it is, so its later calls reuse this compilation (wrapping it again would not)."""
+    jitted = f if hasattr(f, "lower") else jax.jit(f)
+    cost = jitted.lower(*args).compile().cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     return float(cost["flops"])
 

@@ -92,6 +92,12 @@ def upsample2d(x: jnp.ndarray, f: jnp.ndarray, up: int = 2) -> jnp.ndarray:
     return upfirdn2d(x, f, up=up, padding=(p0, p1, p0, p1), gain=up * up)
 
 
+def _pointwise(x: jnp.ndarray, w: jnp.ndarray) -> jnp.ndarray:
+    """A 1x1 conv as the matmul it is: x [N, H, W, I] @ w [I, O] -> [N, H, W, O] (XLA:CPU
+    runs a 1x1 ``lax.conv`` 3-7x slower; docs/performance.md)."""
+    return (x.reshape(-1, x.shape[3]) @ w.astype(x.dtype)).reshape(*x.shape[:3], w.shape[1])
+
+
 def conv2d(x: jnp.ndarray, w: jnp.ndarray) -> jnp.ndarray:
     """Same-size cross-correlation. x [N, H, W, I], w [k, k, I, O] -> [N, H, W, O].
 
@@ -101,9 +107,8 @@ def conv2d(x: jnp.ndarray, w: jnp.ndarray) -> jnp.ndarray:
     """
     if winograd.use_winograd(x.shape, w.shape, x.dtype):
         return winograd.conv3x3(x, w.astype(x.dtype))
-    if w.shape[:2] == (1, 1):  # toRGB: a matmul (XLA:CPU's 1x1 conv is several x slower)
-        return (x.reshape(-1, x.shape[3]) @ w[0, 0].astype(x.dtype)).reshape(
-            *x.shape[:3], w.shape[3])
+    if w.shape[:2] == (1, 1):  # toRGB
+        return _pointwise(x, w[0, 0])
     p = w.shape[0] // 2
     return lax.conv_general_dilated(x, w.astype(x.dtype), (1, 1), ((p, p), (p, p)),
                                     dimension_numbers=_NHWC)
@@ -141,8 +146,8 @@ def conv_transpose2d_stride2(x: jnp.ndarray, w: jnp.ndarray) -> jnp.ndarray:
         for b in range(2):
             wab = w[a::2, b::2][::-1, ::-1]  # [m_a, m_b, I, O]
             pa, pb = wab.shape[0] - 1, wab.shape[1] - 1
-            if pa == pb == 0:  # one tap: a matmul (XLA:CPU's 1x1 conv is several x slower)
-                y = (x.reshape(-1, x.shape[3]) @ wab[0, 0].astype(x.dtype)).reshape(n, h, wd, o)
+            if pa == pb == 0:  # one tap
+                y = _pointwise(x, wab[0, 0])
             else:
                 y = lax.conv_general_dilated(x, wab.astype(x.dtype), (1, 1),
                                              ((pa, pa), (pb, pb)), dimension_numbers=_NHWC)

@@ -125,8 +125,8 @@ class Batch1:
         u = jnp.zeros((1, self.space.dim), jnp.float32)
         # one candidate: the scoring function at batch 1
         self.flops = roofline.compiled_flops(self._accept, *self.args, u)
-        # Compiled here, not in the first timed ``run``: the baseline is not charged its
-        # compile (tens of seconds at 1024 px against a 20 s budget).
+        # Compiled (above) and first dispatched here, not in the first timed ``run``: the
+        # baseline is not charged its compile (~18 s at 256 px against a 20 s budget).
         jax.block_until_ready(self._accept(*self.args, u))
         self._sample(jax.random.key(seed))
         self.rng = np.random.default_rng(seed)
