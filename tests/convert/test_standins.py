@@ -135,7 +135,6 @@ def test_cli_random_reduced(tmp_path):
     assert jaxfair.load_generator(str(out)).config.img_resolution == 256
 
 
-@pytest.mark.slow
 def test_full_size_ffhq1024(tmp_path):
     out = tmp_path / "g"
     code, stdout, _ = convert("--random=ffhq1024", "--seed=0", f"--out={out}")

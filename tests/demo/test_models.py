@@ -50,7 +50,6 @@ def test_classifier_accuracy_on_held_out_renders(C):
         assert a >= 0.98, (attr, a)
 
 
-@pytest.mark.slow  # CI time; run by python -m pytest -m slow
 def test_generator_keeps_the_world_bias(samples):
     report = evaluate.generator_report(samples)
     tone = report["tone"]["classifier_distribution"]

@@ -223,7 +223,7 @@ def test_two_processes_write_what_one_process_writes(smoke, env, tmp_path):
     assert_same_dataset(smoke[0], work)
 
 
-@pytest.mark.slow  # ~50 s; the engine's 8-device sharding test (tests/search) runs in CI
+@pytest.mark.slow  # ~45 s (CI time); the engine alone on 8 devices: tests/search (slow too)
 def test_eight_devices_in_one_process(env, tmp_path):
     work = str(tmp_path / "ds")
     e = dict(env, XLA_FLAGS="--xla_force_host_platform_device_count=8")
