@@ -14,8 +14,8 @@ def test_generate_with_the_distribution_method(fitted, tmp_path):
     config.method = "distribution"
     config.distribution.workdir = workdir
     config.identities_per_group, config.identities_per_unit = 2, 1
-    # Draws of 32, not the fit's 256: one identity per unit is found in the first batch
-    # either way, and 24 units x 256 renders were 3/4 of this test's time.
+    # Draws of 32, not the fit's 256: a unit of one identity needs one passing face, and
+    # 2 runs x 12 units x 256 renders were 3/4 of this test's time.
     config.distribution.batch_size = 32
     out = str(tmp_path / "ds")
     summary = pipeline.run(config, out, log=lambda s: None)

@@ -4,6 +4,10 @@ import pytest
 
 from jaxfair.models import winograd
 
+# Every size and channel threshold of the Winograd rules (``use_winograd``, ``use_winograd_up``).
+THRESHOLDS = ("MIN_CHANNELS", "MIN_CHANNELS_LARGE", "LARGE_SIZE", "UP_MIN_SIZE", "UP_MIN_IN",
+              "UP_MIN_OUT")
+
 
 @pytest.fixture
 def winograd_everywhere(monkeypatch):
@@ -14,7 +18,7 @@ def winograd_everywhere(monkeypatch):
     calls, up_calls = _Calls(), []
     calls.up = up_calls
     conv3x3, up = winograd.conv3x3, winograd.conv_transpose3x3_stride2
-    for name in ("MIN_CHANNELS", "UP_MIN_SIZE", "UP_MIN_IN", "UP_MIN_OUT"):
+    for name in THRESHOLDS:
         monkeypatch.setattr(winograd, name, 1)
     monkeypatch.setattr(winograd, "conv3x3", lambda x, w: calls.append(x.shape) or conv3x3(x, w))
     monkeypatch.setattr(winograd, "conv_transpose3x3_stride2",
@@ -30,6 +34,5 @@ class _Calls(list):
 def direct_convs(monkeypatch):
     """Winograd's thresholds out of reach: every conv traced in the test takes the direct
     form (what GPUs, TPUs and bfloat16 always run)."""
-    for name in ("MIN_CHANNELS", "MIN_CHANNELS_LARGE", "UP_MIN_SIZE", "UP_MIN_IN",
-                 "UP_MIN_OUT"):
+    for name in THRESHOLDS:
         monkeypatch.setattr(winograd, name, 1 << 30)
