@@ -50,16 +50,15 @@ def executed_flops(G: sg.Generator, batch: int) -> dict[str, float]:
 def random_generator(cfg: sg.StyleGAN2Config, key: jax.Array) -> sg.Generator:
     """Official init, plus what the init leaves at zero made random (w_avg, biases, noise
     strengths) so that every term of the forward pass is exercised by a comparison."""
-    G = sg.Generator.random(cfg, key)
-    flat = flatten(nnx.to_pure_dict(G.state))
+    graphdef, state = sg.init(cfg, key)
+    flat = flatten(nnx.to_pure_dict(state))
     leaf_keys = jax.random.split(jax.random.fold_in(key, 1), len(flat))
     for kk, (name, x) in zip(leaf_keys, sorted(flat.items())):
         leaf = name.rsplit(".", 1)[-1]
         if leaf in ("w_avg", "noise_strength") or (leaf == "bias" and "affine" not in name):
             flat[name] = 0.1 * keys.normal(kk, x.shape, x.dtype)
-    state = G.state
     nnx.replace_by_pure_dict(state, _unflatten(flat))
-    return sg.Generator(cfg, G.graphdef, state)
+    return sg.Generator(cfg, graphdef, state)
 
 
 def _unflatten(flat: dict) -> dict:
@@ -80,7 +79,7 @@ def to_official_state(G: sg.Generator) -> dict[str, np.ndarray]:
     constant ``resample_filter`` buffers are not part of it (the official modules make them).
     """
     out = {}
-    for name, x in flatten(nnx.to_pure_dict(G.state)).items():
+    for name, x in flatten(nnx.to_pure_dict(sg.stored_weights(G.state))).items():
         x = np.asarray(x, np.float32)
         perm = torch_layout_perm(name, x.ndim)
         out[name] = x if perm is None else np.ascontiguousarray(

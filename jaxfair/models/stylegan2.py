@@ -36,7 +36,7 @@ from jaxfair.models.stylegan2_config import (  # noqa: F401
     StyleGAN2Config,
     architecture_flops,
 )
-from jaxfair.models.stylegan2_layers import StyleGAN2Generator
+from jaxfair.models.stylegan2_layers import Derived, StyleGAN2Generator
 
 
 def init(cfg: StyleGAN2Config, key: jax.Array) -> tuple[nnx.GraphDef, nnx.State]:
@@ -48,6 +48,40 @@ def abstract(cfg: StyleGAN2Config) -> tuple[nnx.GraphDef, nnx.State]:
     """(graphdef, state of ShapeDtypeStructs) without allocating weights."""
     model = nnx.eval_shape(lambda: StyleGAN2Generator(cfg, rngs=nnx.Rngs(params=0)))
     return nnx.split(model)
+
+
+def _derive(graphdef: nnx.GraphDef, state: nnx.State) -> list[dict]:
+    return [layer.derive() for layer in nnx.merge(graphdef, state).conv_layers()]
+
+
+_derive_jit = jax.jit(_derive, static_argnums=0)
+
+
+def prepare(graphdef: nnx.GraphDef, state: nnx.State) -> tuple[nnx.GraphDef, nnx.State]:
+    """(graphdef, state) whose conv layers carry their derived weights (``Derived``).
+
+    Synthesis computes some arrays from the weights alone: the demodulation's summed squared
+    taps, and per the conv's form the Winograd kernel transforms, the up conv's Winograd
+    kernels or its phase taps (``stylegan2_ops.derive_conv``). Inside a jitted step they
+    would be recomputed on every call; computed here once, they travel with the weights as
+    arguments (``Generator`` does this for every generator it holds). Derived weights
+    already in ``state`` are recomputed from its current weights; ``synthesis`` gives the
+    same images with or without them. Costs memory: about twice the 3x3 conv weights where
+    the Winograd forms are used (CPU), a tenth elsewhere.
+    """
+    model = nnx.merge(graphdef, state)
+    for layer in model.conv_layers():
+        if hasattr(layer, "derived"):
+            del layer.derived
+    raw_graphdef, raw_state = nnx.split(model)
+    for layer, derived in zip(model.conv_layers(), _derive_jit(raw_graphdef, raw_state)):
+        layer.derived = Derived(derived)
+    return nnx.split(model)
+
+
+def stored_weights(state: nnx.State) -> nnx.State:
+    """The state without its derived weights: what a checkpoint holds."""
+    return state.filter(nnx.Not(Derived))
 
 
 def num_params(state: nnx.State) -> int:
@@ -88,7 +122,10 @@ class Generator:
 
     Thin wrappers over the pure ``mapping``/``synthesis``: weights stay arguments of the
     compiled functions, ``truncation_psi``/``truncation_cutoff`` are traced (changing them
-    does not recompile), ``noise_mode`` and ``resolution`` are static.
+    does not recompile), ``noise_mode`` and ``resolution`` are static. ``state`` holds the
+    derived weights of ``prepare`` (computed here from the weights given): after changing
+    weights, build a new ``Generator`` (or call ``prepare``) so they follow;
+    ``stored_weights(G.state)`` is what to save.
 
     Example:
       G = jaxfair.load_generator("checkpoints/ffhq1024")
@@ -99,8 +136,7 @@ class Generator:
     def __init__(self, config: StyleGAN2Config, graphdef: nnx.GraphDef, state: nnx.State,
                  meta: dict | None = None):
         self.config = config
-        self.graphdef = graphdef
-        self.state = state
+        self.graphdef, self.state = prepare(graphdef, state)
         self.meta = meta or {}
 
     @classmethod

@@ -29,6 +29,10 @@ class Buffer(nnx.Variable):
     """A stored, non-trainable array (``w_avg``, ``noise_const``): not a parameter."""
 
 
+class Derived(nnx.Variable):
+    """Arrays computed from the weights for the forward pass (``stylegan2.prepare``): never
+    stored in a checkpoint, recomputed whenever the weights change."""
+
 
 class FullyConnected(nnx.Module):
     """Equalized-lr FC layer: ``act(x @ (W * lr_mul / sqrt(in)) + b * lr_mul)``."""
@@ -86,10 +90,19 @@ class SynthesisLayer(nnx.Module):
         self.conv_clamp = cfg.conv_clamp
         self.resample_filter = cfg.resample_filter
 
+    def derive(self) -> dict:
+        """The conv's weight-only arrays (``stylegan2_ops.derive_conv``) for this layer's
+        input [N, resolution / up, resolution / up, I]."""
+        w = self.weight[...]
+        size = self.resolution // self.up
+        return ops.derive_conv(w, (1, size, size, w.shape[2]), self.up)
+
     def __call__(self, x, w, noise_mode: str, key):
         styles = self.affine(w)
         f = ops.fir_taps(self.resample_filter)
-        x = ops.modulated_conv2d(x, self.weight[...], styles, up=self.up, f=f)
+        derived = self.derived.get_value() if hasattr(self, "derived") else None
+        x = ops.modulated_conv2d(x, self.weight[...], styles, up=self.up, f=f,
+                                 derived=derived)
         if self.use_noise and noise_mode == "const":
             noise = (self.noise_const[...] * self.noise_strength[...])[None, :, :, None]
             x = x + noise.astype(x.dtype)
@@ -196,3 +209,11 @@ class StyleGAN2Generator(nnx.Module):
     def __init__(self, cfg: StyleGAN2Config, *, rngs: nnx.Rngs):
         self.mapping = Mapping(cfg, rngs=rngs)
         self.synthesis = Synthesis(cfg, rngs=rngs)
+
+    def conv_layers(self) -> list[SynthesisLayer]:
+        """The modulated 3x3 conv layers, from the first block to the last."""
+        out = []
+        for res in self.synthesis.block_resolutions:
+            block = getattr(self.synthesis, f"b{res}")
+            out += [block.conv0, block.conv1] if block.num_conv == 2 else [block.conv1]
+        return out

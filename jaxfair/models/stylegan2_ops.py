@@ -98,15 +98,15 @@ def _pointwise(x: jnp.ndarray, w: jnp.ndarray) -> jnp.ndarray:
     return (x.reshape(-1, x.shape[3]) @ w.astype(x.dtype)).reshape(*x.shape[:3], w.shape[1])
 
 
-def conv2d(x: jnp.ndarray, w: jnp.ndarray) -> jnp.ndarray:
+def conv2d(x: jnp.ndarray, w: jnp.ndarray, derived: dict | None = None) -> jnp.ndarray:
     """Same-size cross-correlation. x [N, H, W, I], w [k, k, I, O] -> [N, H, W, O].
 
     A 3x3 kernel on wide channels runs as Winograd F(2x2, 3x3) where that was measured
     faster (``winograd.use_winograd``: CPU, float32, min(I, O) >= 128); else XLA's
-    convolution.
+    convolution. ``derived``: ``derive_conv``'s weights, used where present.
     """
     if winograd.use_winograd(x.shape, w.shape, x.dtype):
-        return winograd.conv3x3(x, w.astype(x.dtype))
+        return winograd.conv3x3(x, w, (derived or {}).get("winograd"))
     if w.shape[:2] == (1, 1):  # toRGB
         return _pointwise(x, w[0, 0])
     p = w.shape[0] // 2
@@ -114,7 +114,14 @@ def conv2d(x: jnp.ndarray, w: jnp.ndarray) -> jnp.ndarray:
                                     dimension_numbers=_NHWC)
 
 
-def conv_transpose2d_stride2(x: jnp.ndarray, w: jnp.ndarray) -> jnp.ndarray:
+def phase_taps(w: jnp.ndarray) -> list[list[jnp.ndarray]]:
+    """The sub-pixel taps of ``conv_transpose2d_stride2``: [k, k, I, O] -> 2 x 2 nested lists
+    ``w[a::2, b::2]`` reversed on both axes ([m_a, m_b, I, O])."""
+    return [[w[a::2, b::2][::-1, ::-1] for b in range(2)] for a in range(2)]
+
+
+def conv_transpose2d_stride2(x: jnp.ndarray, w: jnp.ndarray,
+                             taps: list | None = None) -> jnp.ndarray:
     """torch ``conv_transpose2d(x, w, stride=2)`` with the unflipped weight, as NVIDIA uses.
 
     Every input pixel scatters ``x[i, j] * w`` into ``out[2i:2i+k, 2j:2j+k]``. Computed in
@@ -129,6 +136,8 @@ def conv_transpose2d_stride2(x: jnp.ndarray, w: jnp.ndarray) -> jnp.ndarray:
 
     Args:
       x: [N, H, W, I]. w: [k, k, I, O], k >= 2.
+      taps: ``phase_taps(w)`` when computed ahead (a loaded generator keeps them); None
+        computes them here.
 
     Returns:
       [N, 2H + k - 2, 2W + k - 2, O].
@@ -137,6 +146,8 @@ def conv_transpose2d_stride2(x: jnp.ndarray, w: jnp.ndarray) -> jnp.ndarray:
     k, o = w.shape[0], w.shape[3]
     if k < 2:
         raise ValueError(f"kernel size must be >= 2, got {k}")
+    if taps is None:
+        taps = phase_taps(w)
     m = (k + 1) // 2  # taps of phase 0 (phase 1 has k // 2)
     # Output row 2r + a of phase a takes input rows r - t with taps w[a + 2t], t < m_a: a
     # full correlation (padding m_a - 1 both sides) with the reversed taps, H + m_a - 1 rows.
@@ -144,7 +155,7 @@ def conv_transpose2d_stride2(x: jnp.ndarray, w: jnp.ndarray) -> jnp.ndarray:
     for a in range(2):
         row = []
         for b in range(2):
-            wab = w[a::2, b::2][::-1, ::-1]  # [m_a, m_b, I, O]
+            wab = taps[a][b]  # [m_a, m_b, I, O]
             pa, pb = wab.shape[0] - 1, wab.shape[1] - 1
             if pa == pb == 0:  # one tap
                 y = _pointwise(x, wab[0, 0])
@@ -160,20 +171,23 @@ def conv_transpose2d_stride2(x: jnp.ndarray, w: jnp.ndarray) -> jnp.ndarray:
     return y[:, :2 * h + k - 2, :2 * wd + k - 2]
 
 
-def conv2d_up2(x: jnp.ndarray, w: jnp.ndarray, f: jnp.ndarray) -> jnp.ndarray:
+def conv2d_up2(x: jnp.ndarray, w: jnp.ndarray, f: jnp.ndarray,
+               derived: dict | None = None) -> jnp.ndarray:
     """The 2x up-sampling conv of ``conv0``: [N, H, W, I] -> [N, 2H, 2W, O].
 
     NVIDIA runs a stride-2 transposed conv with the *unflipped* weight, then the FIR filter
     ``f`` ([k] taps or [k, k]) with gain 4 and the padding that brings 2H + k - 2 to 2H.
     The transposed conv runs as Winograd F(2x2, 2x2) where measured faster
-    (``winograd.use_winograd_up``), else in the exact-tap phase form.
+    (``winograd.use_winograd_up``), else in the exact-tap phase form. ``derived``:
+    ``derive_conv``'s weights, used where present.
     """
     k = w.shape[0]
     fh = f.shape[0]
+    derived = derived or {}
     if winograd.use_winograd_up(x.shape, w.shape, x.dtype):
-        y = winograd.conv_transpose3x3_stride2(x, w)
+        y = winograd.conv_transpose3x3_stride2(x, w, derived.get("up_winograd"))
     else:
-        y = conv_transpose2d_stride2(x, w)
+        y = conv_transpose2d_stride2(x, w, derived.get("phases"))
     # NVIDIA conv2d_resample with padding k//2: (1, 1) for k = 3 and a 4-tap filter.
     p = k // 2
     p0 = p + (fh + 1) // 2 - (k - 1)
@@ -194,9 +208,28 @@ def sum_taps(w: jnp.ndarray) -> jnp.ndarray:
     return out
 
 
+def derive_conv(w: jnp.ndarray, x_shape: tuple[int, ...], up: int = 1) -> dict:
+    """Everything ``modulated_conv2d`` computes from the weight alone, for float32 inputs of
+    ``x_shape`` on this backend: the squared taps' sum of demodulation (``sq_taps`` [I, O])
+    and the conv's kernel form, the Winograd transform (``winograd``), the up conv's
+    Winograd kernels (``up_winograd``) or its phase taps (``phases``) as the conv's rule
+    picks. A jitted step recomputes these on every call (80 ms of a 2 s FFHQ-1024 image on
+    CPU, docs/performance.md); a loaded generator computes them once
+    (jaxfair.models.stylegan2.prepare) and passes them back in as ``derived``."""
+    out = {"sq_taps": sum_taps(jnp.square(w))}
+    if up == 2:
+        if winograd.use_winograd_up(x_shape, w.shape):
+            out["up_winograd"] = winograd.up_kernels(w)
+        else:
+            out["phases"] = phase_taps(w)
+    elif winograd.use_winograd(x_shape, w.shape):
+        out["winograd"] = winograd.kernel_transform(w)
+    return out
+
+
 def modulated_conv2d(x: jnp.ndarray, w: jnp.ndarray, styles: jnp.ndarray, *,
-                     demodulate: bool = True, up: int = 1, f: jnp.ndarray | None = None
-                     ) -> jnp.ndarray:
+                     demodulate: bool = True, up: int = 1, f: jnp.ndarray | None = None,
+                     derived: dict | None = None) -> jnp.ndarray:
     """StyleGAN2 modulated convolution in its non-fused form.
 
     The fused form convolves each sample with ``w * s_n`` (grouped conv); here the input is
@@ -210,15 +243,19 @@ def modulated_conv2d(x: jnp.ndarray, w: jnp.ndarray, styles: jnp.ndarray, *,
       demodulate: divide each output channel by the norm of its modulated weight.
       up: 1 or 2 (2 uses ``conv2d_up2`` with the FIR filter ``f``).
       f: [fh, fw] FIR filter, needed when up == 2.
+      derived: ``derive_conv(w, ...)`` computed ahead (float32), or None: what is missing
+        (or made for another dtype's form) is computed here, with the same functions.
 
     Returns:
       [N, H*up, W*up, O].
     """
+    derived = derived or {}
     y = x * styles[:, None, None, :].astype(x.dtype)
-    y = conv2d_up2(y, w, f) if up == 2 else conv2d(y, w)
+    y = conv2d_up2(y, w, f, derived) if up == 2 else conv2d(y, w, derived)
     if demodulate:
         # sum_{kh,kw,i} (w * s_i)^2 = s^2 @ sum_{kh,kw} w^2
-        d = lax.rsqrt(jnp.square(styles) @ sum_taps(jnp.square(w)) + 1e-8)
+        sq = derived["sq_taps"] if "sq_taps" in derived else sum_taps(jnp.square(w))
+        d = lax.rsqrt(jnp.square(styles) @ sq + 1e-8)
         y = y * d[:, None, None, :].astype(y.dtype)
     return y
 

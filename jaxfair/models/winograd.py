@@ -88,12 +88,14 @@ def kernel_transform(w: jnp.ndarray) -> list[list[jnp.ndarray]]:
     return [list(_g(r[0], r[1], r[2])) for r in rows]
 
 
-def conv3x3(x: jnp.ndarray, w: jnp.ndarray) -> jnp.ndarray:
+def conv3x3(x: jnp.ndarray, w: jnp.ndarray, v: list | None = None) -> jnp.ndarray:
     """Same-size 3x3 cross-correlation (zero padding 1) by Winograd F(2x2, 3x3).
 
     Args:
       x: [N, H, W, I] with H and W even.
       w: [3, 3, I, O].
+      v: ``kernel_transform(w)`` in x's dtype when computed ahead (a loaded generator
+        keeps it: jaxfair.models.stylegan2.prepare); None computes it here.
 
     Returns:
       [N, H, W, O], equal to the direct convolution up to float rounding.
@@ -108,7 +110,8 @@ def conv3x3(x: jnp.ndarray, w: jnp.ndarray) -> jnp.ndarray:
     # pair rows r, r+1 and pair columns c, c+1, so every tile row/column is a plain slice.
     xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0))).reshape(n, th + 1, 2, tw + 1, 2, i)
     cols = _bt(*(xp[:, :, :, j // 2:j // 2 + tw, j % 2] for j in range(4)))  # [N,th+1,2,tw,I]
-    v = kernel_transform(w.astype(x.dtype))
+    if v is None:
+        v = kernel_transform(w.astype(x.dtype))
     m = [[None] * 4 for _ in range(4)]
     for b, col in enumerate(cols):
         tile_rows = _bt(*(col[:, r // 2:r // 2 + th, r % 2] for r in range(4)))  # [N,th,tw,I]
@@ -140,12 +143,22 @@ def _up_kernel(w: jnp.ndarray, taps_a, taps_b) -> jnp.ndarray:
     return out
 
 
+def up_kernels(w: jnp.ndarray) -> list[list[jnp.ndarray]]:
+    """The kernels of ``conv_transpose3x3_stride2``: [3, 3, I, O] -> 4 x 4 nested lists of
+    [I, n * O], one per (row point, column point), n = the phase pairs the two points feed
+    (the products that read one transformed input share one matmul)."""
+    return [[jnp.concatenate([_up_kernel(w, ta, tb) for _, ta in _UP_POINTS[a]
+                              for _, tb in _UP_POINTS[b]], axis=1) for b in range(4)]
+            for a in range(4)]
+
+
 def _up_outputs(m):
     """The four outputs of a tile along one axis from its products ``m[point][phase]``."""
     return (m[0][0] + m[1][0], m[1][1], m[1][0] + m[2][0], m[3][1])
 
 
-def conv_transpose3x3_stride2(x: jnp.ndarray, w: jnp.ndarray) -> jnp.ndarray:
+def conv_transpose3x3_stride2(x: jnp.ndarray, w: jnp.ndarray, v: list | None = None
+                              ) -> jnp.ndarray:
     """torch ``conv_transpose2d(x, w, stride=2)`` for a 3x3 kernel, by Winograd F(2, 2).
 
     The four output phases of the transposed conv are stride-1 correlations with 2x2, 2x1,
@@ -157,6 +170,8 @@ def conv_transpose3x3_stride2(x: jnp.ndarray, w: jnp.ndarray) -> jnp.ndarray:
 
     Args:
       x: [N, H, W, I]. w: [3, 3, I, O].
+      v: ``up_kernels(w)`` in x's dtype when computed ahead (as ``conv3x3``'s ``v``); None
+        computes them here.
 
     Returns:
       [N, 2H + 1, 2W + 1, O], equal to the direct transposed conv up to float rounding.
@@ -165,7 +180,8 @@ def conv_transpose3x3_stride2(x: jnp.ndarray, w: jnp.ndarray) -> jnp.ndarray:
     if w.shape[:2] != (3, 3):
         raise ValueError(f"conv_transpose3x3_stride2 needs a 3x3 kernel, got {w.shape}")
     o = w.shape[3]
-    w = w.astype(x.dtype)
+    if v is None:
+        v = up_kernels(w.astype(x.dtype))
     th, tw = h // 2 + 1, wd // 2 + 1  # tiles: 2 * th input rows cover out rows 0..2H
     # Padded so tile R reads padded rows 2R, 2R+1, 2R+2 = pair R (both) and pair R+1 (first).
     xp = jnp.pad(x, ((0, 0), (1, 2 * th + 1 - h), (1, 2 * tw + 1 - wd), (0, 0)))
@@ -178,10 +194,9 @@ def conv_transpose3x3_stride2(x: jnp.ndarray, w: jnp.ndarray) -> jnp.ndarray:
     m = [[None] * 4 for _ in range(4)]
     for b, col in enumerate(cols):
         for a, u in enumerate(points(col[:, :th, 0], col[:, :th, 1], col[:, 1:, 0])):
-            pairs = [(pa, pb, ta, tb) for pa, ta in _UP_POINTS[a] for pb, tb in _UP_POINTS[b]]
-            v = jnp.concatenate([_up_kernel(w, ta, tb) for _, _, ta, tb in pairs], axis=1)
-            prod = (u.reshape(-1, i) @ v).reshape(n, th, tw, len(pairs), o)
-            m[a][b] = {(pa, pb): prod[:, :, :, k] for k, (pa, pb, _, _) in enumerate(pairs)}
+            pairs = [(pa, pb) for pa, _ in _UP_POINTS[a] for pb, _ in _UP_POINTS[b]]
+            prod = (u.reshape(-1, i) @ v[a][b]).reshape(n, th, tw, len(pairs), o)
+            m[a][b] = {pair: prod[:, :, :, k] for k, pair in enumerate(pairs)}
     # Column outputs for every row point and the row phases it feeds, then row outputs.
     col_out = [{pa: _up_outputs([{pb: m[a][b][pa, pb] for pb, _ in _UP_POINTS[b]}
                                  for b in range(4)])

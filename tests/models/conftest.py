@@ -20,9 +20,10 @@ def winograd_everywhere(monkeypatch):
     conv3x3, up = winograd.conv3x3, winograd.conv_transpose3x3_stride2
     for name in THRESHOLDS:
         monkeypatch.setattr(winograd, name, 1)
-    monkeypatch.setattr(winograd, "conv3x3", lambda x, w: calls.append(x.shape) or conv3x3(x, w))
+    monkeypatch.setattr(winograd, "conv3x3",
+                        lambda x, w, v=None: calls.append(x.shape) or conv3x3(x, w, v))
     monkeypatch.setattr(winograd, "conv_transpose3x3_stride2",
-                        lambda x, w: up_calls.append(x.shape) or up(x, w))
+                        lambda x, w, v=None: up_calls.append(x.shape) or up(x, w, v))
     return calls
 
 

@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 from jax import lax
 
 from jaxfair import roofline
@@ -114,6 +115,29 @@ def test_golden_generator_matches_the_official_outputs_with_winograd_everywhere(
     calls.up.clear()
     ops.conv2d_up2(x, w, ops.fir_filter([1, 3, 3, 1]))
     assert calls.up == [(1, 4, 4, 2)]
+
+
+def test_prepared_weights_give_the_same_images_and_follow_changed_weights(
+        winograd_everywhere):
+    """A Generator computes its convs' derived weights once (``sg.prepare``): every form
+    (Winograd kernels, up conv Winograd kernels, demodulation sums; thresholds at 1) gives
+    the images of computing them inside the step, bit for bit, and a Generator built from
+    changed weights re-derives them (the old derived arrays are not reused)."""
+    cfg = sg.StyleGAN2Config.create(z_dim=8, w_dim=8, img_resolution=16, channel_base=64,
+                                    channel_max=4, mapping_layers=1)
+    graphdef, state = sg.init(cfg, jax.random.key(3))
+    G = sg.Generator(cfg, graphdef, state)
+    derived = [layer.derived.get_value() for layer in nnx.merge(G.graphdef, G.state)
+               .conv_layers()]
+    assert {k for d in derived for k in d} == {"sq_taps", "winograd", "up_winograd"}
+    ws = np.random.default_rng(0).standard_normal((2, cfg.num_ws, cfg.w_dim), np.float32)
+    render = jax.jit(sg.synthesis, static_argnums=0)
+    np.testing.assert_array_equal(render(G.graphdef, G.state, ws), render(graphdef, state, ws))
+    shifted = jax.tree.map(lambda x: x + 0.25, G.state)  # weights and stale derived arrays
+    G2 = sg.Generator(cfg, G.graphdef, shifted)
+    raw2 = jax.tree.map(lambda x: x + 0.25, state)
+    np.testing.assert_array_equal(render(G2.graphdef, G2.state, ws), render(graphdef, raw2, ws))
+    assert jax.tree.structure(sg.stored_weights(G2.state)) == jax.tree.structure(state)
 
 
 def test_up_conv_used_only_where_measured_faster():

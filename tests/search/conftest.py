@@ -49,7 +49,7 @@ def tiny_dirs(tmp_path_factory, tiny_G, tiny_C):
     """The tiny models saved as checkpoint directories: (generator, classifier) paths."""
     root = tmp_path_factory.mktemp("tiny_models")
     g, c = str(root / "generator"), str(root / "classifier")
-    checkpoints.save(g, nnx.to_pure_dict(tiny_G.state),
+    checkpoints.save(g, nnx.to_pure_dict(sg.stored_weights(tiny_G.state)),
                      {"kind": "stylegan2", "config": tiny_G.config.to_dict()})
     checkpoints.save(c, nnx.to_pure_dict(tiny_C.state),
                      {"kind": "resnet", "config": tiny_C.config.to_dict(), "schema": "demo",
