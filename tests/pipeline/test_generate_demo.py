@@ -156,7 +156,9 @@ def test_progress_lines_during_the_find_phase(smoke):
     assert any(line.startswith("units 12/12  images 12/12") for line in LOG)
 
 
-@pytest.mark.slow  # ~80 s (CI time); choose_batch under a small budget: tests/judge/test_sizing.py
+# ~60 CPU s on the 2-core VM (sizing compiles 3 steps at 3 more batch sizes, then runs at 16);
+# choose_batch under a small budget in the default run: tests/judge/test_sizing.py
+@pytest.mark.slow
 def test_a_small_memory_budget_runs_micro_batches_and_keeps_the_stream(smoke, env,
                                                                        tmp_path):
     """Under 0.03 GiB the stream step, the gated step and the render run 16 at a time
@@ -223,7 +225,9 @@ def test_two_processes_write_what_one_process_writes(smoke, env, tmp_path):
     assert_same_dataset(smoke[0], work)
 
 
-@pytest.mark.slow  # ~45 s (CI time); the engine alone on 8 devices: tests/search (slow too)
+# ~30 CPU s (its own 8-device programs: nothing to share); the engine alone on 8 devices:
+# tests/search
+@pytest.mark.slow
 def test_eight_devices_in_one_process(env, tmp_path):
     work = str(tmp_path / "ds")
     e = dict(env, XLA_FLAGS="--xla_force_host_platform_device_count=8")
@@ -291,7 +295,7 @@ def demo_default(tmp_path_factory):
     return out, summary
 
 
-@pytest.mark.slow  # CI time; run by python -m pytest -m slow
+@pytest.mark.slow  # ~55 CPU s: 300 identities, and 1,024 unguided samples judged at once
 def test_demo_default_acceptance(demo_default):
     out, summary = demo_default
     assert len(summary["counts"]) == 6
@@ -340,7 +344,9 @@ def test_a_short_budget_finishes_reachable_groups_then_resumes_to_the_same_datas
     assert_same_dataset(smoke[0], work)
 
 
-@pytest.mark.slow  # ~100 s (CI time); the shortfall path in CI: the planner's short budget
+# ~46 CPU s (the search method's engine is compiled for this test alone); the shortfall path
+# in the default run: the planner's short budget above
+@pytest.mark.slow
 def test_search_units_short_of_their_budget_leave_the_others_then_resume(env, tmp_path):
     """The search method with one generation (the initial 8 candidates per unit): the rare
     groups' units are not made, every other unit is; exit 3 with the shortfall in the
@@ -384,7 +390,7 @@ def snapshot(root):
             for d, _, files in os.walk(root) for f in files}
 
 
-@pytest.mark.slow  # CI time (15 min); python -m pytest -m slow runs it
+# In the default run: ~8 CPU s (the rerun loads the smoke run's programs from the cache).
 def test_locked_directory_is_refused_and_a_damaged_copy_is_recomputed_identically(
         smoke, env, tmp_path):
     """One refused and one real run on a damaged copy of the reference: the second job is

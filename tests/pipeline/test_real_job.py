@@ -1,7 +1,8 @@
 """The real jobs on reduced-width random stand-ins (real resolution and mapping, small
 channels): --dry_run prints the plan and compiled memory and writes nothing; bad input
 (a schema the classifier lacks, a budget below one candidate) is one line, exit 2, nothing
-written; the main job runs end to end (slow on a loaded 2-core CPU: ~3 min)."""
+written; the main job runs end to end. All slow: ~72 CPU s together on the 2-core VM, of
+which ~14 make the stand-ins, compiles at 256 px the rest."""
 
 import json
 import os
@@ -19,14 +20,38 @@ CONFIG = "configs/ffhq256_fairface.py:smoke"
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
+    """The three stand-ins, seed 0. Both classifiers calibrate on the same images (the
+    default: those of a reduced random ffhq256 of their seed, which is the generator
+    stand-in itself): the generator is drawn and the images rendered once here, not three
+    and two times (deterministic functions of their arguments: the same checkpoints)."""
     d = tmp_path_factory.mktemp("standins")
     out = {}
-    for name, scale in (("ffhq256", standins.CALIBRATION_SCALE), ("fairface7", 1 / 8),
-                        ("fairface4", 1 / 8)):
-        st = standins.create(name, seed=0, channels_scale=scale)
-        out[name] = str(d / name)
-        checkpoints.save(out[name], st.params, st.meta)
+
+    def once_per_argument(fn):
+        done = {}
+
+        def cached(*args):
+            if args not in done:
+                done[args] = fn(*args)
+            return done[args]
+
+        return cached
+
+    with pytest.MonkeyPatch.context() as mp:
+        for name in ("random_generator", "calibration_images"):  # positional arguments here
+            mp.setattr(standins, name, once_per_argument(getattr(standins, name)))
+        for name, scale in (("ffhq256", standins.CALIBRATION_SCALE), ("fairface7", 1 / 8),
+                            ("fairface4", 1 / 8)):
+            st = standins.create(name, seed=0, channels_scale=scale)
+            out[name] = str(d / name)
+            checkpoints.save(out[name], st.params, st.meta)
     return out
+
+
+# The main job's settings: the dry runs below size (compile) the same stream, gated and
+# render programs that the main job sizes and runs, so one of them loads the other's from
+# the session's compilation cache (the threshold is part of the compiled steps).
+MAIN = ("--config.threshold=0.5", "--config.planner.stream_batch=32")
 
 
 def generate(models, tmp_path, *args, classifier="fairface7"):
@@ -37,9 +62,9 @@ def generate(models, tmp_path, *args, classifier="fairface7"):
     return r.returncode, r.stdout, r.stderr
 
 
-@pytest.mark.slow  # CI time (15 min); python -m pytest -m slow runs it
+@pytest.mark.slow  # ~19 CPU s besides the stand-ins (its compiles are the main job's)
 def test_dry_run_prints_plan_and_memory_writes_nothing(models, tmp_path):
-    code, stdout, stderr = generate(models, tmp_path, "--dry_run",
+    code, stdout, stderr = generate(models, tmp_path, *MAIN, "--dry_run",
                                     "--config.memory_budget_gb=4")
     assert code == 0, stderr
     assert "14 groups x 1 identities = 14 units in 1 steps" in stdout
@@ -50,26 +75,25 @@ def test_dry_run_prints_plan_and_memory_writes_nothing(models, tmp_path):
     assert os.listdir(tmp_path) == []  # no work directory
 
 
-@pytest.mark.slow  # CI time; run by python -m pytest -m slow
+@pytest.mark.slow  # ~20 CPU s: the stream step compiled at 4 and 1 besides the shared 32
 def test_budget_below_one_candidate(models, tmp_path):
-    code, _, stderr = generate(models, tmp_path, "--dry_run",
+    code, _, stderr = generate(models, tmp_path, *MAIN, "--dry_run",
                                "--config.memory_budget_gb=0.000001")
     assert code == 2 and "step 'stream' needs" in stderr and "memory budget" in stderr
     assert stderr.strip().splitlines()[-1].startswith("jaxfair.generate: error:")
     assert os.listdir(tmp_path) == []
 
 
-@pytest.mark.slow  # CI time (15 min); python -m pytest -m slow runs it
+@pytest.mark.slow  # ~4 CPU s, but needs the stand-ins (~14 CPU s)
 def test_schema_the_classifier_lacks(models, tmp_path):
     code, _, stderr = generate(models, tmp_path, classifier="fairface4")
     assert code == 2 and "gender" in stderr.splitlines()[-1]
     assert os.listdir(tmp_path) == []
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # ~15 CPU s after the dry run (21 with its own sizing compiles)
 def test_main_job_end_to_end(models, tmp_path):
-    code, stdout, stderr = generate(models, tmp_path, "--config.threshold=0.5",
-                                    "--config.planner.stream_batch=32")
+    code, stdout, stderr = generate(models, tmp_path, *MAIN)
     assert code == 0, stderr
     assert "wrote 14 images of 14 identities in 14 groups" in stdout
     with open(tmp_path / "ds" / "plan.json") as f:

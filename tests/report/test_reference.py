@@ -24,7 +24,7 @@ def models():
             jaxfair.load_classifier(os.path.join(DEMO, "classifier")))
 
 
-@pytest.mark.slow  # CI time (15 min); python -m pytest -m slow runs it
+@pytest.mark.slow  # ~16 CPU s on the 2-core VM (draw step, renders at 48 and 4: own compiles)
 def test_draw_is_binned_rejection_of_the_reference_stream(models):
     G, C = models
     rule = obj.Objective(threshold=0.99)
