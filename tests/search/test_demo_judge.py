@@ -17,9 +17,18 @@ from jaxfair.search import STRATEGIES, builder, readout, spaces
 RAREST = "tone=dark,hair=long"  # 7 % x 30 % of the prior
 
 
-def search(demo_dirs, strategy, chunks=10, want=16):
+@pytest.fixture(scope="module")
+def models(demo_dirs):
+    """(demo_dirs, G, C, prior): the demo models and their prior, loaded and estimated once
+    for every strategy of the module."""
+    G, C = jaxfair.load_generator(demo_dirs[0]), jaxfair.load_classifier(demo_dirs[1])
+    return demo_dirs, G, C, spaces.estimate_prior(G, jax.random.key(0))
+
+
+def search(models, strategy, chunks=10, want=16):
     """Accepted latents (distinct across searches) once ``want`` are archived or after
     ``chunks`` chunks of 10 generations."""
+    demo_dirs, G, C, prior = models
     c = load_config()
     c.generator, c.classifier = demo_dirs
     # The acceptance threshold (config.threshold, 0.999, what every command uses), not 0.9:
@@ -28,9 +37,7 @@ def search(demo_dirs, strategy, chunks=10, want=16):
     # 96-98 % of faces, and population strategies find its mistakes); README has both.
     c.search.update(dict(strategy=strategy, population_size=16, num_searches=2,
                          generations_per_chunk=10, archive_capacity=32))
-    G, C = jaxfair.load_generator(c.generator), jaxfair.load_classifier(c.classifier)
     engine = builder.build(builder.Settings.from_config(c), G, C)
-    prior = spaces.estimate_prior(G, jax.random.key(0))
     target = attributes.parse_target(RAREST, C.schema)
     targets = attributes.stack_targets([target] * 2)
     keys = jax.random.split(jax.random.key(1), 2)
@@ -53,15 +60,18 @@ def check_ground_truth(u, record_property):
     assert right.mean() >= 0.95, f"{right.mean():.2%} of {len(u)} accepted are {RAREST}"
 
 
-@pytest.mark.slow  # ~30 s (CI time); the engine's search on tiny models: test_engine.py
-def test_default_strategy_finds_the_rarest_group(demo_dirs, record_property):
-    check_ground_truth(search(demo_dirs, "Sep_CMA_ES"), record_property)
+# 16-45 CPU s per strategy (255 s for the ten in one process): each strategy's init and run
+# compiled on the demo models (programs of their own), then up to 9,600 demo renders. The
+# engine's search on tiny models: test_engine.py.
+@pytest.mark.slow
+def test_default_strategy_finds_the_rarest_group(models, record_property):
+    check_ground_truth(search(models, "Sep_CMA_ES"), record_property)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("strategy", [s for s in STRATEGIES if s != "Sep_CMA_ES"])
-def test_every_strategy_finds_the_rarest_group(demo_dirs, strategy, record_property):
+def test_every_strategy_finds_the_rarest_group(models, strategy, record_property):
     # 48, not 16: with ~16 accepted one wrong face already fails the 95 % bar, and plain
     # rejection's expected rate is the classifier's precision on prior samples (98.7 % at
     # 0.999, measured on 20,480 samples), so 16 would test luck, not the strategy.
-    check_ground_truth(search(demo_dirs, strategy, chunks=30, want=48), record_property)
+    check_ground_truth(search(models, strategy, chunks=30, want=48), record_property)

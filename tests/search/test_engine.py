@@ -102,7 +102,9 @@ print("OK")
 """
 
 
-@pytest.mark.slow  # CI time; run by python -m pytest -m slow
+# 31-39 CPU s: a process with 8 CPU devices compiles the branching engine (S 8) unsharded
+# and sharded, four programs of its own.
+@pytest.mark.slow
 def test_searches_shard_over_8_cpu_devices():
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
@@ -117,13 +119,15 @@ def test_search_mesh_needs_divisible_searches():
         eng_lib.search_mesh(3, jax.devices() * 2)
 
 
-@pytest.mark.slow  # CI time (15 min); python -m pytest -m slow runs it
+# 10-14 CPU s: the rejection engine with the feature test (init and run of its own).
+@pytest.mark.slow
 def test_feature_radius_archive_has_no_near_pairs_and_exact_counts(setup):
     G, C, prior, keys = setup
     space = Space.create("z", G.config)
     # Both engines score at 8 px in float32: one compiled feature function serves both.
     features = jax.jit(lambda g, c, p, u: make(G, C, 2, 1).score(g, c, p, u, None)[1])
-    f0 = features(G.state, C.state, prior, jax.random.normal(jax.random.key(4), (16, 16)))
+    u0 = jax.random.normal(jax.random.key(4), (16, 16))
+    f0 = features(G.state, C.state, prior, u0)
     d = np.asarray(arc_lib.feature_distance(f0, f0)) + 9 * np.eye(16)
     # A radius at which about half of a prior batch has a feature-space near-duplicate.
     radius = float(np.median(d.min(axis=1)))
@@ -140,8 +144,9 @@ def test_feature_radius_archive_has_no_near_pairs_and_exact_counts(setup):
     for i in range(2):
         n = int(a.count[i])
         lat, feat = a.latents[i, :n], a.features[i, :n]
-        # Stored features are what the classifier says about the stored latents.
-        f = features(G.state, C.state, prior, jnp.asarray(a.latents[i]))[:n]
+        # Stored features are what the classifier says about the stored latents (the 12
+        # rows filled up to f0's 16: one compiled feature function, rows independent).
+        f = features(G.state, C.state, prior, jnp.concatenate([a.latents[i], u0[12:]]))[:n]
         np.testing.assert_allclose(f, feat, rtol=1e-4, atol=1e-5)
         off = ~np.eye(n, dtype=bool)
         assert np.all(np.asarray(spaces.distance(space, lat[:, None], lat[None]))[off] > 0.05)
@@ -174,7 +179,9 @@ def test_size_run_is_the_engine_itself_when_the_whole_batch_fits(setup):
         assert np.array_equal(np.asarray(a), np.asarray(b))
 
 
-@pytest.mark.slow  # CI time (15 min); python -m pytest -m slow runs it
+# 14-18 CPU s: run at micro-batches 2 and 1 and init at 1 (test_job's small-budget case
+# then loads all three from the compilation cache).
+@pytest.mark.slow
 def test_size_run_under_a_small_budget_micro_batches_the_candidates(setup):
     """A budget below the compiled memory of the configured micro-batch (``eval_batch=2``,
     the upper bound): the engine scores 1 candidate at a time, within the budget, and its

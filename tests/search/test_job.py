@@ -16,18 +16,22 @@ from jaxfair.judge import attributes, sizing
 from jaxfair.search import builder, job, readout, spaces
 from jaxfair.search import engine as eng_lib
 
+# The engine of test_engine.make(G, C, 2, 1) (Sep_CMA_ES, P 8, S 2, one generation per
+# chunk, archive 16, 8 px, threshold 0.4, the other settings the demo's = Objective's and
+# Engine's defaults): the job's programs are the ones the engine tests compiled, loaded
+# from the session's compilation cache, not compiled again.
+SEARCH = dict(population_size=8, num_searches=2, generations_per_chunk=1, archive_capacity=16,
+              score_resolution=8)
+
 
 def config(gen, cls, threshold=0.4, **search):
     c = load_config()
     c.generator, c.classifier, c.threshold = gen, cls, threshold
-    c.search.update(dict(population_size=8, num_searches=2, generations_per_chunk=2,
-                         max_generations=5, num_accepted=6, archive_capacity=8,
-                         score_resolution=8, target="tone=dark"))
+    c.search.update(dict(SEARCH, max_generations=5, num_accepted=6, target="tone=dark"))
     c.search.update(search)
     return c
 
 
-@pytest.mark.slow  # CI time; run by python -m pytest -m slow
 def test_job_writes_accepted_latents_that_reclassify(tiny_dirs, tmp_path):
     c = config(*tiny_dirs)
     logs = []
@@ -50,7 +54,8 @@ def test_job_writes_accepted_latents_that_reclassify(tiny_dirs, tmp_path):
     assert summary["full_resolution_agreement"] == pytest.approx(agree)
 
 
-@pytest.mark.slow  # CI time (15 min); python -m pytest -m slow runs it
+# 7-10 CPU s: threshold 1.0 is part of the compiled init and run (programs of its own).
+@pytest.mark.slow
 def test_unreachable_target_reports_best_probabilities(tiny_dirs, tmp_path):
     c = config(*tiny_dirs, threshold=1.0, max_generations=3)
     with pytest.raises(readout.TargetNotReached, match=r"best target probability per attribute: "
@@ -59,15 +64,13 @@ def test_unreachable_target_reports_best_probabilities(tiny_dirs, tmp_path):
     assert not os.path.exists(tmp_path / "out")
 
 
-@pytest.mark.slow  # ~30 s (CI time); the job's shortfall exit 3 in CI: the planner's short budget
 def test_entry_point_exits_3_when_it_finds_fewer_than_asked(tiny_dirs, tmp_path):
     g, c = tiny_dirs
     r = run_all([[sys.executable, "-m", "jaxfair.search", f"--config.generator={g}",
                   f"--config.classifier={c}", f"--workdir={tmp_path / 'out'}",
                   "--target=tone=dark", "--config.threshold=0.4",
-                  "--config.search.population_size=8", "--config.search.num_searches=2",
-                  "--config.search.generations_per_chunk=2",
-                  "--config.search.max_generations=3", "--config.search.archive_capacity=8",
+                  *(f"--config.search.{k}={v}" for k, v in SEARCH.items()),
+                  "--config.search.max_generations=3",
                   "--config.search.num_accepted=1000"]], cwd=ROOT)[0]
     assert r.returncode == 3, r.stderr[-2000:]
     assert "jaxfair.search: short: tone=dark:" in r.stderr and "of 1000 found" in r.stderr
@@ -76,7 +79,9 @@ def test_entry_point_exits_3_when_it_finds_fewer_than_asked(tiny_dirs, tmp_path)
     assert 0 < summary["num_accepted"] < summary["num_requested"] == 1000
 
 
-@pytest.mark.slow  # ~60 s of compiles here; the engine's sizing is tested in test_engine.py
+# ~4 CPU s after test_engine's small-budget case (the same programs), 17-20 s alone: the
+# micro-batch 2 and 1 programs; the engine's sizing is tested in test_engine.py.
+@pytest.mark.slow
 def test_job_under_a_small_budget_scores_in_micro_batches(tiny_dirs, tmp_path):
     """``memory_budget_gb`` below the compiled memory of the configured micro-batch
     (``eval_batch=2``, the upper bound): the job's engine scores 1 candidate at a time
@@ -111,7 +116,8 @@ def test_bad_search_settings(tiny_G, tiny_C, key, value, match):
         builder.build(builder.Settings.from_config(c), tiny_G, tiny_C)
 
 
-@pytest.mark.slow  # CI time (15 min); python -m pytest -m slow runs it
+# 15-19 CPU s: six entry points, each paying Python's imports and the model loads.
+@pytest.mark.slow
 def test_entry_point_bad_input_one_line_exit_2(tiny_dirs, tmp_path):
     g, c = tiny_dirs
     base = [sys.executable, "-m", "jaxfair.search", f"--config.generator={g}",
