@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from PIL import Image
 
 from jaxfair.demo import fit_generator, world
 from jaxfair.judge import render
@@ -162,9 +163,11 @@ def test_progress_lines_during_the_find_phase(smoke):
 def test_a_small_memory_budget_runs_micro_batches_and_keeps_the_stream(smoke, env,
                                                                        tmp_path):
     """Under 0.03 GiB the stream step, the gated step and the render run 16 at a time
-    (manifest batch_sizes); the stream draws the same samples, so every unit whose identities came
-    from the stream is byte-identical. Gated faces may differ: the gates are fitted to the
-    stream's probabilities, which another batch size rounds differently."""
+    (manifest batch_sizes); the stream draws the same samples, so every unit whose identities
+    came from the stream holds the same faces: the same files, the same records, the same
+    pixels up to the float rounding of another batch size (XLA picks kernels by shape: one
+    uint8 level in a few pixels, docs/real-job.md). Gated faces may differ: the gates are
+    fitted to the stream's probabilities, which another batch size rounds differently."""
     work = str(tmp_path / "ds")
     rc, _, err = generate(work, env, "--config.memory_budget_gb=0.03")
     assert rc == 0, err
@@ -184,8 +187,20 @@ def test_a_small_memory_budget_runs_micro_batches_and_keeps_the_stream(smoke, en
         a, b = (os.path.join(d, "shards", f"{unit:05d}") for d in (smoke[0], work))
         assert sorted(os.listdir(a)) == sorted(os.listdir(b))
         for name in os.listdir(a):
-            assert filecmp.cmp(os.path.join(a, name), os.path.join(b, name), shallow=False), \
-                (unit, name)
+            if name == "DONE":  # the same record, but the images' own hashes
+                da, db = (json.loads(pathlib.Path(d, name).read_text()) for d in (a, b))
+                for done in (da, db):
+                    done["files"] = {k: v for k, v in done["files"].items()
+                                     if not k.endswith(".png")}
+                assert da == db, unit
+                continue
+            if not name.endswith(".png"):
+                assert filecmp.cmp(os.path.join(a, name), os.path.join(b, name),
+                                   shallow=False), (unit, name)
+                continue
+            pa, pb = (np.asarray(Image.open(os.path.join(d, name)), np.int16) for d in (a, b))
+            diff = np.abs(pa - pb)
+            assert diff.max() <= 1 and np.mean(diff > 0) < 1e-3, (unit, name)
 
 
 def test_kill_9_at_two_points_then_resume_is_identical(smoke, env, tmp_path):
