@@ -84,18 +84,35 @@ def reference(root: jax.Array, b) -> jax.Array:
     return jax.random.fold_in(jax.random.fold_in(root, REFERENCE), b)
 
 
+def _flat_size(key: jax.Array, n: int) -> int:
+    """How many values to draw for ``n``: the next power of two for an eager draw, n itself
+    inside a trace (or with the original threefry, whose values depend on the size).
+
+    With partitionable threefry (jax's default) value i of a flat draw depends only on the
+    key and i, so the first n values of a longer draw are the n-value draw; rounding eager
+    draws up to a power of two compiles one program per power of two instead of one per
+    layer size (random model weights: dozens of sizes)."""
+    if isinstance(key, jax.core.Tracer) or not jax.config.jax_threefry_partitionable:
+        return n
+    return 1 << max(n - 1, 0).bit_length()
+
+
 def normal(key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Array:
     """``jax.random.normal(key, shape, dtype)``, drawn over the flat size and reshaped.
 
     The same values (threefry's counters run over the flat index; tests/test_keys.py holds
     it), but XLA:CPU compiles the flat draw several times faster: a [2, 4, 4, 8] draw took
-    5 s to compile, the flat one 0.6 s. Every eager draw of a new shape compiles once
-    (random model weights: one per layer shape), so this is most of ``Generator.random``.
+    5 s to compile, the flat one 0.6 s. Every eager draw of a new size compiles once
+    (random model weights: one per layer shape), so eager draws round the size up to a
+    power of two (``_flat_size``).
     """
-    return jax.random.normal(key, (math.prod(shape),), dtype).reshape(shape)
+    n = math.prod(shape)
+    return jax.random.normal(key, (_flat_size(key, n),), dtype)[:n].reshape(shape)
 
 
 def uniform(key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32, minval=0.0,
             maxval=1.0) -> jax.Array:
     """``jax.random.uniform`` drawn flat and reshaped: the same values, as ``normal``."""
-    return jax.random.uniform(key, (math.prod(shape),), dtype, minval, maxval).reshape(shape)
+    n = math.prod(shape)
+    return jax.random.uniform(key, (_flat_size(key, n),), dtype, minval,
+                              maxval)[:n].reshape(shape)

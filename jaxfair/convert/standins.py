@@ -181,7 +181,7 @@ def calibration_images(seed: int, generator: sg.Generator | None = None,
     if generator is None:
         cfg, params = random_generator("ffhq256", seed, CALIBRATION_SCALE)
         graphdef, state = sg.abstract(cfg)
-        nnx.replace_by_pure_dict(state, jax.tree.map(jnp.asarray, params))
+        nnx.replace_by_pure_dict(state, jax.device_put(params))
     else:
         cfg, graphdef, state = generator.config, generator.graphdef, generator.state
 

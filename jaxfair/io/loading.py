@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 
 import jax
-import jax.numpy as jnp
 from absl import logging
 from flax import nnx
 
@@ -36,7 +35,7 @@ def generator_from_params(cfg: sg.StyleGAN2Config, params: dict, meta: dict | No
                           ) -> sg.Generator:
     """Builds a Generator from a nested dict of arrays shaped like the module state."""
     graphdef, state = sg.abstract(cfg)
-    nnx.replace_by_pure_dict(state, jax.tree.map(jnp.asarray, params))
+    nnx.replace_by_pure_dict(state, jax.device_put(params))
     return sg.Generator(cfg, graphdef, state, meta)
 
 
@@ -93,7 +92,7 @@ def classifier_from_params(kind: str, config, params: dict, schema: str | None =
     if kind not in _CLASSIFIERS:
         raise ValueError(f"unknown classifier kind {kind!r}; known: {', '.join(_CLASSIFIERS)}")
     graphdef, state = _CLASSIFIERS[kind][1](config)
-    nnx.replace_by_pure_dict(state, jax.tree.map(jnp.asarray, params))
+    nnx.replace_by_pure_dict(state, jax.device_put(params))
     return Classifier(kind, config, graphdef, state, _schema(kind, config, schema),
                       preprocess or default_preprocess(kind, config), meta)
 
