@@ -66,8 +66,9 @@ def prepare(graphdef: nnx.GraphDef, state: nnx.State) -> tuple[nnx.GraphDef, nnx
     would be recomputed on every call; computed here once, they travel with the weights as
     arguments (``Generator`` does this for every generator it holds). Derived weights
     already in ``state`` are recomputed from its current weights; ``synthesis`` gives the
-    same images with or without them. Costs memory: about twice the 3x3 conv weights where
-    the Winograd forms are used (CPU), a tenth elsewhere.
+    same images with or without them. Costs memory: on CPU about 1.3x the generator's
+    weights (the Winograd forms: 16/9 and 25/9 of their convs' weights); where those forms
+    are not used, a copy of the up convs' weights (phase taps) and a ninth of the others.
     """
     model = nnx.merge(graphdef, state)
     for layer in model.conv_layers():
