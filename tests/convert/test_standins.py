@@ -11,6 +11,7 @@ import jax
 import numpy as np
 import pytest
 from flax import nnx
+from standins_once import standins_once
 
 import jaxfair
 from jaxfair.convert import standins
@@ -23,25 +24,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 @pytest.fixture(scope="module", autouse=True)
 def once_per_argument():
     """The reduced random ffhq256 generator and its calibration images, drawn and rendered
-    once per seed in this module (deterministic functions of their arguments): the three
-    classifier stand-ins of seed 3 calibrate on the same 128 images, and the calibrated
-    classifier's check renders the generator it was calibrated on."""
-
-    def cached(fn):
-        done = {}
-
-        def call(*args, **kw):
-            if kw or not all(isinstance(a, (str, int, float)) for a in args):
-                return fn(*args, **kw)  # a given generator, a number of images: not cached
-            if args not in done:
-                done[args] = fn(*args)
-            return done[args]
-
-        return call
-
-    with pytest.MonkeyPatch.context() as mp:
-        for name in ("random_generator", "calibration_images"):  # positional arguments
-            mp.setattr(standins, name, cached(getattr(standins, name)))
+    once per seed in this module: the three classifier stand-ins of seed 3 calibrate on the
+    same 128 images, and the calibrated classifier's check renders the generator it was
+    calibrated on."""
+    with standins_once():
         yield
 
 

@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import pytest
+from standins_once import standins_once
 
 from jaxfair.convert import standins
 from jaxfair.io import checkpoints
@@ -27,19 +28,7 @@ def models(tmp_path_factory):
     d = tmp_path_factory.mktemp("standins")
     out = {}
 
-    def once_per_argument(fn):
-        done = {}
-
-        def cached(*args):
-            if args not in done:
-                done[args] = fn(*args)
-            return done[args]
-
-        return cached
-
-    with pytest.MonkeyPatch.context() as mp:
-        for name in ("random_generator", "calibration_images"):  # positional arguments here
-            mp.setattr(standins, name, once_per_argument(getattr(standins, name)))
+    with standins_once():
         for name, scale in (("ffhq256", standins.CALIBRATION_SCALE), ("fairface7", 1 / 8),
                             ("fairface4", 1 / 8)):
             st = standins.create(name, seed=0, channels_scale=scale)
