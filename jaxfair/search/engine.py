@@ -265,10 +265,7 @@ class Engine:
         state = SearchState(strategy=strat, archive=empty, best_u=u[:, 0],
                             best_loss=jnp.full((s,), jnp.inf), best_masses=jnp.zeros((s, a)),
                             generation=zero, evaluated=zero, accepted=zero)
-        state = self._record(state, u, loss, ok, masses, feats)
-        # Strong dtypes (evosax counters start as Python ints): the state that ``run``
-        # returns then has exactly the avals it was given, so chunk 2 reuses chunk 1's trace.
-        return jax.tree.map(lambda x: jnp.asarray(x, x.dtype), state)
+        return _strong(self._record(state, u, loss, ok, masses, feats))
 
     def step(self, g_state, c_state, prior, targets, keys, state: SearchState
              ) -> tuple[SearchState, dict[str, jax.Array]]:
@@ -293,7 +290,8 @@ class Engine:
             ) -> tuple[SearchState, dict[str, jax.Array]]:
         """``generations`` steps in one ``lax.scan``; metrics stacked [T, S]."""
         def body(st, _):
-            return self.step(g_state, c_state, prior, targets, keys, st)
+            st, metrics = self.step(g_state, c_state, prior, targets, keys, st)
+            return _strong(st), metrics
         return jax.lax.scan(body, state, None, length=self.generations)
 
     @functools.partial(jax.jit, static_argnums=0)
@@ -302,6 +300,14 @@ class Engine:
         whatever the search dtype (these are the images a job writes)."""
         probs, _, img = self._score(g_state, c_state, prior, u, None, None, "float32")
         return probs, img
+
+
+def _strong(state: SearchState) -> SearchState:
+    """``state`` with strong dtypes. evosax counters start as Python ints, and some
+    strategies' ``tell`` (Open_ES, SimpleGA) returns a weakly typed ``std``: without this, the
+    state ``run`` returns would not have the avals it was given, and every job's second chunk
+    would compile ``run`` again."""
+    return jax.tree.map(lambda x: jnp.asarray(x, x.dtype), state)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from jaxfair.judge import attributes, sizing
-from jaxfair.search import Engine, Objective, Space, build, estimate_prior, spaces
+from jaxfair.search import STRATEGIES, Engine, Objective, Space, build, estimate_prior, spaces
 from jaxfair.search import archive as arc_lib
 from jaxfair.search import engine as eng_lib
 
@@ -60,6 +60,20 @@ def test_scan_equals_steps_and_one_trace(setup):
                     jax.random.split(jax.random.key(9), 2), s2)
     two.run(G.state, C.state, prior, tg, keys, s3)
     assert Engine.run._cache_size() == before
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_run_returns_the_state_avals_it_was_given(setup, strategy):
+    """Chunk 2 of every job reuses chunk 1's ``run`` program: the state ``run`` returns has
+    the shapes, dtypes and weak types of the one it was given, for every strategy (Open_ES
+    and SimpleGA used to return a weakly typed std, and compiled ``run`` twice). Traced with
+    ``eval_shape``: nothing is compiled."""
+    G, C, prior, keys = setup
+    engine, tg = make(G, C, 2, 1, strategy), targets(*TARGETS)
+    s0 = jax.eval_shape(engine.init, G.state, C.state, prior, tg, keys)
+    s1, _ = jax.eval_shape(engine.run, G.state, C.state, prior, tg, keys, s0)
+    avals = [jax.tree.map(lambda x: (x.shape, x.dtype, x.weak_type), s) for s in (s0, s1)]
+    assert avals[0] == avals[1]
 
 
 def test_vmapped_searches_equal_separate_searches(setup):
