@@ -82,12 +82,10 @@ def convert(*args, env=None):
 
 # The classifiers calibrate on rendered images: fairface7 ~11 CPU s (the 256 px calibration
 # renders and the features, compiled and run), then fairface4 ~2.5 s and deepface 3.5-5 s
-# on the same images (``once_per_argument``): slow.
+# on the same images (``once_per_argument``).
 @pytest.mark.parametrize("name,scale", [
-    ("ffhq1024", 1 / 32), ("ffhq512", 1 / 32), ("ffhq256", 1 / 16),
-    pytest.param("fairface7", 1 / 8, marks=pytest.mark.slow),
-    pytest.param("fairface4", 1 / 8, marks=pytest.mark.slow),
-    pytest.param("deepface", 1 / 16, marks=pytest.mark.slow)])
+    ("ffhq1024", 1 / 32), ("ffhq512", 1 / 32), ("ffhq256", 1 / 16), ("fairface7", 1 / 8),
+    ("fairface4", 1 / 8), ("deepface", 1 / 16)])
 def test_random_writes_a_loadable_marked_directory(tmp_path, name, scale):
     st = standins.create(name, seed=3, channels_scale=scale)
     out = str(tmp_path / name)
@@ -109,7 +107,6 @@ def test_random_writes_a_loadable_marked_directory(tmp_path, name, scale):
 
 
 # 13-14 CPU s: calibration on the images of seed 0 and 64 more renders at 256 px.
-@pytest.mark.slow
 def test_calibrated_classifier_reaches_every_class():
     """On 64 images of the generator it was calibrated on (not the calibration images)."""
     kind, cfg, schema, params = standins.random_classifier("fairface7", 0, 1 / 8)

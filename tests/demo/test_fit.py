@@ -35,7 +35,6 @@ def test_factors_depend_only_on_latent_direction(z):
                                atol=1e-5)  # float32 rounding of the normalisation
 
 
-@pytest.mark.slow  # ~12 CPU s on the 2-core VM (init and the training step's compile)
 def test_generator_fit_learns():
     cfg = fit_generator.GeneratorFitConfig(steps=12, batch_size=8, image_size=16, z_dim=40,
                                            w_dim=16, mapping_layers=2, channel_base=256,
@@ -48,7 +47,6 @@ def test_generator_fit_learns():
     assert np.isfinite(np.asarray(state["mapping"]["w_avg"].value)).all()
 
 
-@pytest.mark.slow  # ~11 CPU s on the 2-core VM (init and the training step's compile)
 def test_classifier_fit_learns():
     cfg = fit_classifier.ClassifierFitConfig(steps=12, batch_size=16, image_size=32,
                                              stem_width=8, widths=(8, 16), stage_sizes=(1, 1),

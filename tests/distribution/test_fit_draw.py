@@ -191,7 +191,6 @@ def test_too_few_samples_says_found_and_needed(tmp_path, make_config, tiny):
     assert not os.path.exists(tmp_path / "m")
 
 
-@pytest.mark.slow  # ~19 CPU s on the 2-core VM: three entry points, ~6 s of start-up each
 def test_cli_errors_are_one_line_exit_2(fitted, tmp_path):
     _, workdir, _ = fitted
     sample = [sys.executable, "-m", "jaxfair.sample"]

@@ -158,7 +158,6 @@ def test_conv_clamp_is_applied():
     assert unclamped.config.conv_clamp is None
 
 
-@pytest.mark.slow  # CI time; run by python -m pytest -m slow
 def test_ffhq1024_preset_renders():
     # ~25 s on 2 CPU cores (30 M parameters, a full 1024x1024 forward pass).
     G = sg.Generator.random(jaxfair.StyleGAN2Config.ffhq_1024(), jax.random.key(0))

@@ -1,7 +1,7 @@
 """The real jobs on reduced-width random stand-ins (real resolution and mapping, small
 channels): --dry_run prints the plan and compiled memory and writes nothing; bad input
 (a schema the classifier lacks, a budget below one candidate) is one line, exit 2, nothing
-written; the main job runs end to end. All slow: ~72 CPU s together on the 2-core VM, of
+written; the main job runs end to end. ~72 CPU s together on the 2-core VM, of
 which ~14 make the stand-ins, compiles at 256 px the rest."""
 
 import json
@@ -51,7 +51,6 @@ def generate(models, tmp_path, *args, classifier="fairface7"):
     return r.returncode, r.stdout, r.stderr
 
 
-@pytest.mark.slow  # ~19 CPU s besides the stand-ins (its compiles are the main job's)
 def test_dry_run_prints_plan_and_memory_writes_nothing(models, tmp_path):
     code, stdout, stderr = generate(models, tmp_path, *MAIN, "--dry_run",
                                     "--config.memory_budget_gb=4")
@@ -64,7 +63,6 @@ def test_dry_run_prints_plan_and_memory_writes_nothing(models, tmp_path):
     assert os.listdir(tmp_path) == []  # no work directory
 
 
-@pytest.mark.slow  # ~20 CPU s: the stream step compiled at 4 and 1 besides the shared 32
 def test_budget_below_one_candidate(models, tmp_path):
     code, _, stderr = generate(models, tmp_path, *MAIN, "--dry_run",
                                "--config.memory_budget_gb=0.000001")
@@ -73,14 +71,12 @@ def test_budget_below_one_candidate(models, tmp_path):
     assert os.listdir(tmp_path) == []
 
 
-@pytest.mark.slow  # ~4 CPU s, but needs the stand-ins (~14 CPU s)
 def test_schema_the_classifier_lacks(models, tmp_path):
     code, _, stderr = generate(models, tmp_path, classifier="fairface4")
     assert code == 2 and "gender" in stderr.splitlines()[-1]
     assert os.listdir(tmp_path) == []
 
 
-@pytest.mark.slow  # ~15 CPU s after the dry run (21 with its own sizing compiles)
 def test_main_job_end_to_end(models, tmp_path):
     code, stdout, stderr = generate(models, tmp_path, *MAIN)
     assert code == 0, stderr

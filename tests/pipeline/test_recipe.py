@@ -148,7 +148,6 @@ def test_demo_file():
         recipe.load(os.path.join(DEMO, "latent_directions.pkl"), 512, length=1.0)
 
 
-@pytest.mark.slow  # ~17 CPU s on the 2-core VM (its own steps: 3 groups, 45 moves, crops)
 def test_generate_with_paper_recipe_crop_and_export(tmp_path):
     """The main job: 45 moves per identity, each re-classified, with its move and group
     check recorded; ArcFace crops written; a webdataset export made at the end."""

@@ -24,7 +24,6 @@ def models():
             jaxfair.load_classifier(os.path.join(DEMO, "classifier")))
 
 
-@pytest.mark.slow  # ~16 CPU s on the 2-core VM (draw step, renders at 48 and 4: own compiles)
 def test_draw_is_binned_rejection_of_the_reference_stream(models):
     G, C = models
     rule = obj.Objective(threshold=0.99)

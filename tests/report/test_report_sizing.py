@@ -41,7 +41,6 @@ def test_reclassify_is_the_old_program_when_the_batch_fits(models):
 
 # ~16 CPU s on the 2-core VM (two reports at batches 2 and 1); the sizing itself in the
 # default run: tests/judge/test_sizing.py, test_engine.py
-@pytest.mark.slow
 def test_report_under_a_small_budget_runs_smaller_batches(models, tmp_path):
     """A budget below the compiled memory of the re-classification at its configured batch
     (``report.batch_size`` 2): it and the features run 1 image at a time, listed in

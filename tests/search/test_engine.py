@@ -134,7 +134,6 @@ def test_search_mesh_needs_divisible_searches():
 
 
 # 10-14 CPU s: the rejection engine with the feature test (init and run of its own).
-@pytest.mark.slow
 def test_feature_radius_archive_has_no_near_pairs_and_exact_counts(setup):
     G, C, prior, keys = setup
     space = Space.create("z", G.config)
@@ -195,7 +194,6 @@ def test_size_run_is_the_engine_itself_when_the_whole_batch_fits(setup):
 
 # 14-18 CPU s: run at micro-batches 2 and 1 and init at 1 (test_job's small-budget case
 # then loads all three from the compilation cache).
-@pytest.mark.slow
 def test_size_run_under_a_small_budget_micro_batches_the_candidates(setup):
     """A budget below the compiled memory of the configured micro-batch (``eval_batch=2``,
     the upper bound): the engine scores 1 candidate at a time, within the budget, and its

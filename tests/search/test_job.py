@@ -55,7 +55,6 @@ def test_job_writes_accepted_latents_that_reclassify(tiny_dirs, tmp_path):
 
 
 # 7-10 CPU s: threshold 1.0 is part of the compiled init and run (programs of its own).
-@pytest.mark.slow
 def test_unreachable_target_reports_best_probabilities(tiny_dirs, tmp_path):
     c = config(*tiny_dirs, threshold=1.0, max_generations=3)
     with pytest.raises(readout.TargetNotReached, match=r"best target probability per attribute: "
@@ -81,7 +80,6 @@ def test_entry_point_exits_3_when_it_finds_fewer_than_asked(tiny_dirs, tmp_path)
 
 # ~4 CPU s after test_engine's small-budget case (the same programs), 17-20 s alone: the
 # micro-batch 2 and 1 programs; the engine's sizing is tested in test_engine.py.
-@pytest.mark.slow
 def test_job_under_a_small_budget_scores_in_micro_batches(tiny_dirs, tmp_path):
     """``memory_budget_gb`` below the compiled memory of the configured micro-batch
     (``eval_batch=2``, the upper bound): the job's engine scores 1 candidate at a time
@@ -117,7 +115,6 @@ def test_bad_search_settings(tiny_G, tiny_C, key, value, match):
 
 
 # 15-19 CPU s: six entry points, each paying Python's imports and the model loads.
-@pytest.mark.slow
 def test_entry_point_bad_input_one_line_exit_2(tiny_dirs, tmp_path):
     g, c = tiny_dirs
     base = [sys.executable, "-m", "jaxfair.search", f"--config.generator={g}",

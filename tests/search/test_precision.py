@@ -55,7 +55,6 @@ def prior(tiny_G):
 
 # 17-22 CPU s: the bf16 engine's init and run (programs of their own); the bf16 policy in the
 # default run: test_resnet_bf16_keeps_batchnorm_*.
-@pytest.mark.slow
 def test_bf16_engine_runs_with_bf16_convolutions_and_float32_state(tiny_G, tiny_C, prior):
     tg = attributes.stack_targets([attributes.parse_target("tone=dark", attributes.DEMO)] * 2)
     keys = jax.random.split(jax.random.key(1), 2)
@@ -86,7 +85,6 @@ def test_bf16_engine_runs_with_bf16_convolutions_and_float32_state(tiny_G, tiny_
 
 
 # 8-10 CPU s: ~120 compiles, most of them the VGG-Face network's eager initialisation.
-@pytest.mark.slow
 def test_predict_with_features_is_one_pass_and_equals_separate_calls(tiny_G, tiny_C):
     img = tiny_G.synthesis(tiny_G.mapping(jax.random.normal(jax.random.key(3), (4, 16))))
     cfg = vggface.VGGFaceConfig(blocks=((4,), (4,)), fc_width=8, input_size=16,
@@ -133,7 +131,6 @@ def test_resnet_bf16_keeps_batchnorm_and_pool_in_float32():
 
 
 # 14-19 CPU s: the demo models scoring 256 candidates, compiled in both dtypes.
-@pytest.mark.slow
 def test_bf16_class_decisions_agree_with_float32_on_the_demo_models(demo_dirs):
     G, C = jaxfair.load_generator(demo_dirs[0]), jaxfair.load_classifier(demo_dirs[1])
     space = Space.create("z", G.config)

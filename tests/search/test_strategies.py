@@ -30,7 +30,6 @@ def _init_ask_tell(s, prior, u0, loss0):
 
 # ~16 CPU s (20 s eager): ten programs of their own (the engine tests compile Sep_CMA_ES
 # only); each strategy's step also runs in the spread and branching tests.
-@pytest.mark.slow
 def test_every_strategy_builds_and_runs_a_step():
     prior = spaces.Prior(jnp.zeros(8), jnp.float32(1.0))
     u0 = jax.random.normal(jax.random.key(0), (8, 8))
@@ -113,7 +112,6 @@ def test_branching_grows_accepted_lineages_and_searches_roots():
 
 
 # ~5 CPU s: ~130 eager operations compiled at P 8 (none shared with the default cases).
-@pytest.mark.slow
 def test_branching_drops_lineages_after_max_failures_or_when_exhausted():
     s = strategies.Branching(Z, 8)
     params = s.make_params(spaces.Prior(jnp.zeros(8), jnp.float32(1.0)))
@@ -147,7 +145,6 @@ def _queued(st, lineage):
 
 
 # ~5-7 CPU s: ~120 eager operations compiled in wplus (dimension 32, not z's 8).
-@pytest.mark.slow
 def test_branching_wplus_stops_branching_after_max_pops():
     assert strategies.Branching(WPLUS, 8).max_pops == 5000  # the original's W+ budget
     assert strategies.Branching(Z, 8).max_pops == 0  # z: unlimited, as the original
