@@ -31,6 +31,7 @@ Example (the planner's stream step, jaxfair.sampling.stream):
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -117,7 +118,8 @@ def choose_batch(step_factory: Callable[[int], tuple[Callable, Sequence[Any]]],
 
     Memory grows with the batch, so the candidates are bisected: the largest is compiled
     first (one compile when it fits, the common case), then about log2(len(candidates))
-    more.
+    more; none more when the smallest batch's arguments alone (the weights) exceed the
+    budget.
 
     Args:
       step_factory: ``batch -> (fn, args)``: the step compiled for that batch and example
@@ -155,6 +157,16 @@ def _choose(step_factory, budget_bytes: int, candidates: Sequence[int], name: st
     top = measure(cands[-1])
     if top.total <= budget_bytes:
         return cands[-1], top, kept[cands[-1]]
+    # A call needs at least its arguments. The smallest batch's are the top's less what the
+    # batched arguments shrink by (XLA drops unused arguments from both alike, so the
+    # abstract sizes bound the shrinkage from above): when even that exceeds the budget
+    # (the weights alone do), no candidate fits, and no other size needs compiling.
+    if top.source == "memory_analysis" and len(cands) > 1:
+        floor = top.argument - (argument_bytes(step_factory(cands[-1])[1])
+                                - argument_bytes(step_factory(cands[0])[1]))
+        if floor > budget_bytes:
+            raise BudgetError(_over(name, floor, "for its arguments alone ", cands[0],
+                                    budget_bytes))
     lo, hi, best, smallest = 0, len(cands) - 2, None, top  # cands[hi + 1:] do not fit
     while lo <= hi:
         mid = (lo + hi) // 2
@@ -166,12 +178,23 @@ def _choose(step_factory, budget_bytes: int, candidates: Sequence[int], name: st
             if mid == 0:
                 smallest = m
     if best is None:
-        raise BudgetError(
-            f"step '{name}' needs {smallest.total:,} bytes ({smallest.total / GIB:.2f} GiB) "
-            f"at its smallest batch {cands[0]}, over the memory budget of {budget_bytes:,} "
-            f"bytes ({budget_bytes / GIB:.2f} GiB); raise --config.memory_budget_gb or use "
-            f"a smaller model")
+        raise BudgetError(_over(name, smallest.total, "", cands[0], budget_bytes))
     return best.batch, best, kept[best.batch]
+
+
+def _over(name: str, need: int, what: str, batch: int, budget: int) -> str:
+    return (f"step '{name}' needs {need:,} bytes ({need / GIB:.2f} GiB) {what}at its "
+            f"smallest batch {batch}, over the memory budget of {budget:,} bytes "
+            f"({budget / GIB:.2f} GiB); raise --config.memory_budget_gb or use a smaller "
+            f"model")
+
+
+def argument_bytes(args: Sequence[Any]) -> int:
+    """Bytes of the array leaves of ``args`` (arrays or ``jax.ShapeDtypeStruct``); PRNG keys
+    count 0 (their dtype has no plain size)."""
+    return sum(math.prod(x.shape) * x.dtype.itemsize for x in jax.tree.leaves(args)
+               if hasattr(x, "shape") and not jax.dtypes.issubdtype(x.dtype,
+                                                                   jax.dtypes.extended))
 
 
 def host_memory_bytes(meminfo: str = "/proc/meminfo") -> int | None:

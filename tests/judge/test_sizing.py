@@ -45,6 +45,33 @@ def test_too_small_budget_is_one_error():
     assert issubclass(sizing.BudgetError, ValueError)
 
 
+def test_weights_over_the_budget_fail_after_one_compile(monkeypatch):
+    """Below the smallest batch's arguments (here the weights) nothing fits: the error
+    comes after the top candidate's compile, not after a bisection. The bound is sound when
+    XLA drops an unused argument, and a budget between it and the smallest batch's real
+    need still bisects to the compiled answer."""
+    compiled = []
+    real = sizing._compile
+    monkeypatch.setattr(sizing, "_compile", lambda fn, args, b: compiled.append(b) or
+                        real(fn, args, b))
+
+    def unused_too(b):  # a second weight matrix the step never reads
+        fn, (w, x) = factory(b)
+        return jax.jit(lambda w, v, x: fn(w, x)), (w, w, x)
+
+    cands = (1, 2, 4, 8, 16, 32, 64)
+    with pytest.raises(sizing.BudgetError, match=r"step 'mlp' needs [\d,]+ bytes .*for its "
+                       r"arguments alone at its smallest batch 1"):
+        sizing.choose_batch(unused_too, D * D * 4 - 1, cands, name="mlp")
+    assert compiled == [64]
+    small = sizing.compiled_memory(*unused_too(1), batch=1)
+    assert D * D * 4 <= small.argument < 2 * D * D * 4  # the unused matrix was dropped
+    compiled.clear()
+    with pytest.raises(sizing.BudgetError, match=r"needs [\d,]+ bytes \(.*\) at its smallest"):
+        sizing.choose_batch(unused_too, small.total - 1, cands, name="mlp")
+    assert compiled[0] == 64 and compiled[-1] == 1 and len(compiled) > 2
+
+
 def test_budget_override_and_host(tmp_path):
     b, why = sizing.budget_bytes(2.5)
     assert b == int(2.5 * sizing.GIB) and "memory_budget_gb" in why
