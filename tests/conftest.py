@@ -87,8 +87,10 @@ def once(tmp_path_factory):
     """``once(name, build)``: ``build()`` run by one process of the session, its value
     shared with the other pytest-xdist worker.
 
-    Under ``--dist load`` both workers may draw tests that use the same fixture; a heavy one
-    (a fitted model, a dataset, subprocess runs) would be built twice. The first worker to
+    Both workers may draw tests that use the same fixture (``--dist worksteal`` starts each
+    on a contiguous half of the suite, then an idle one steals from the other, often from
+    the middle of a module); a heavy one (a fitted model, a dataset, subprocess runs) would
+    be built twice. The first worker to
     ask builds it under a file lock in the workers' common temporary directory and pickles
     the value (paths, arrays, dicts: what the tests read); the other waits and unpickles it.
     Files the build writes stay where it wrote them, in the session's temporary tree.

@@ -19,16 +19,14 @@ from jaxfair.lab import distribution_eval, hybrid, measure
 from jaxfair.models import autoencoder as ae
 from jaxfair.search import spaces, strategies
 
-# The lab (demo-only experiments): the cases that use ``evaluated`` (one evaluate run with
-# its search engine: ~50 CPU s on the 2-core VM, besides the tiny fit that the default run
-# builds anyway) run with python -m pytest -m slow; the others are cheap (< 4 CPU s).
-slow = pytest.mark.slow
+# The lab (demo-only experiments): the cases that use ``evaluated`` share one evaluate run
+# with its search engine (~30-50 CPU s on the 2-core VM, besides the tiny fit that the
+# distribution tests build anyway); the others are cheap (< 4 CPU s).
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RARE = "tone=dark,hair=long"  # 1.3-2 % of the prior
 
 
-@slow
 def test_initial_batch_is_the_group_mixture_in_search_coordinates(fitted, evaluated):
     config, workdir, _ = fitted
     model = distribution.load(workdir)
@@ -57,7 +55,6 @@ def test_initial_batch_is_the_group_mixture_in_search_coordinates(fitted, evalua
                              spaces.Space.create("z", G.config), 2, 16)
 
 
-@slow
 def test_each_search_starts_from_one_component_with_its_spread(fitted, evaluated):
     """Two components, one nearly a point and one wide: a search's batch and spread come
     from the same component (both tiny or both wide), and each component is drawn."""
@@ -115,7 +112,6 @@ def evaluated(fitted, make_config, tmp_path_factory):
     return config, out, summary, seen
 
 
-@slow
 def test_evaluate_reports_truth_beside_the_classifier(evaluated):
     """Issue section 4 on the demo: purity by classifier and by ground truth, before and
     after verify, samples/s, distinct share, and the search engine on the same group."""
@@ -150,7 +146,6 @@ def test_evaluate_reports_truth_beside_the_classifier(evaluated):
         assert g[name]["ground_truth_purity"] >= 0.75, name
 
 
-@slow
 def test_hybrid_starts_inside_the_group_with_the_same_budget(evaluated, monkeypatch,
                                                              fitted, tmp_path):
     config, _, _, seen = evaluated
@@ -199,7 +194,6 @@ def test_hybrid_starts_inside_the_group_with_the_same_budget(evaluated, monkeypa
                            arms["hybrid"].state.strategy.std)
 
 
-@slow
 def test_engine_init_takes_each_searchs_spread(fitted, evaluated):
     """Engine.init(u0, spread): every search's Sep_CMA_ES starts with step size rms(spread)
     and diagonal covariance (spread / rms)^2; a strategy without a spread refuses it.

@@ -310,7 +310,8 @@ def demo_default(tmp_path_factory):
     return out, summary
 
 
-@pytest.mark.slow  # ~55 CPU s: 300 identities, and 1,024 unguided samples judged at once
+# ~35-55 CPU s: the Quick start's first command (300 identities), and 1,024 unguided
+# samples judged at once.
 def test_demo_default_acceptance(demo_default):
     out, summary = demo_default
     assert len(summary["counts"]) == 6
