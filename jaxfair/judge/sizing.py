@@ -190,11 +190,10 @@ def _over(name: str, need: int, what: str, batch: int, budget: int) -> str:
 
 
 def argument_bytes(args: Sequence[Any]) -> int:
-    """Bytes of the array leaves of ``args`` (arrays or ``jax.ShapeDtypeStruct``); PRNG keys
-    count 0 (their dtype has no plain size)."""
+    """Bytes of the array leaves of ``args`` (arrays or ``jax.ShapeDtypeStruct``; a PRNG
+    key counts its key data's bytes)."""
     return sum(math.prod(x.shape) * x.dtype.itemsize for x in jax.tree.leaves(args)
-               if hasattr(x, "shape") and not jax.dtypes.issubdtype(x.dtype,
-                                                                   jax.dtypes.extended))
+               if hasattr(x, "shape"))
 
 
 def host_memory_bytes(meminfo: str = "/proc/meminfo") -> int | None:
