@@ -90,9 +90,9 @@ def once(tmp_path_factory):
     Both workers may draw tests that use the same fixture (``--dist worksteal`` starts each
     on a contiguous half of the suite, then an idle one steals from the other, often from
     the middle of a module); a heavy one (a fitted model, a dataset, subprocess runs) would
-    be built twice. The first worker to
-    ask builds it under a file lock in the workers' common temporary directory and pickles
-    the value (paths, arrays, dicts: what the tests read); the other waits and unpickles it.
+    be built twice. The first worker to ask builds it under a file lock in the workers'
+    common temporary directory and pickles the value (paths, arrays, dicts: what the tests
+    read); the other waits and unpickles it.
     Files the build writes stay where it wrote them, in the session's temporary tree.
     """
     base = tmp_path_factory.getbasetemp()

@@ -1,8 +1,8 @@
 """The real jobs on reduced-width random stand-ins (real resolution and mapping, small
 channels): --dry_run prints the plan and compiled memory and writes nothing; bad input
 (a schema the classifier lacks, a budget below one candidate) is one line, exit 2, nothing
-written; the main job runs end to end. ~72 CPU s together on the 2-core VM, of
-which ~14 make the stand-ins, compiles at 256 px the rest."""
+written; the main job runs end to end. ~60 CPU s together on the 2-core VM, of which ~14
+make the stand-ins, compiles at 256 px the rest."""
 
 import json
 import os
