@@ -60,10 +60,9 @@ def check_ground_truth(u, record_property):
     assert right.mean() >= 0.95, f"{right.mean():.2%} of {len(u)} accepted are {RAREST}"
 
 
-# 16-45 CPU s per strategy (255 s for the ten in one process): each strategy's init and run
-# compiled on the demo models (programs of their own), then up to 9,600 demo renders. The
-# engine's search on tiny models: test_engine.py.
-@pytest.mark.slow
+# The default strategy in the default run (~15 CPU s: its init and run compiled on the demo
+# models, then up to 3,200 renders). Every other strategy: 13-45 CPU s each (~190 s for the
+# nine), their own programs, then up to 9,600 demo renders; slow.
 def test_default_strategy_finds_the_rarest_group(models, record_property):
     check_ground_truth(search(models, "Sep_CMA_ES"), record_property)
 
