@@ -146,15 +146,15 @@ def _choose(step_factory, budget_bytes: int, candidates: Sequence[int], name: st
         raise ValueError(f"candidates must be positive batch sizes, got {candidates}")
     kept = {}
 
-    def measure(b: int) -> StepMemory:
+    def measure(b: int) -> tuple[StepMemory, Sequence[Any]]:
         fn, args = step_factory(b)
         mem, compiled = _compile(fn, args, b)
         if mem.total <= budget_bytes:  # only a fitting one can be the answer
             kept.clear()
             kept[b] = (fn, args, compiled)
-        return mem
+        return mem, args
 
-    top = measure(cands[-1])
+    top, top_args = measure(cands[-1])
     if top.total <= budget_bytes:
         return cands[-1], top, kept[cands[-1]]
     # A call needs at least its arguments. The smallest batch's are the top's less what the
@@ -162,7 +162,7 @@ def _choose(step_factory, budget_bytes: int, candidates: Sequence[int], name: st
     # abstract sizes bound the shrinkage from above): when even that exceeds the budget
     # (the weights alone do), no candidate fits, and no other size needs compiling.
     if top.source == "memory_analysis" and len(cands) > 1:
-        floor = top.argument - (argument_bytes(step_factory(cands[-1])[1])
+        floor = top.argument - (argument_bytes(top_args)
                                 - argument_bytes(step_factory(cands[0])[1]))
         if floor > budget_bytes:
             raise BudgetError(_over(name, floor, "for its arguments alone ", cands[0],
@@ -170,7 +170,7 @@ def _choose(step_factory, budget_bytes: int, candidates: Sequence[int], name: st
     lo, hi, best, smallest = 0, len(cands) - 2, None, top  # cands[hi + 1:] do not fit
     while lo <= hi:
         mid = (lo + hi) // 2
-        m = measure(cands[mid])
+        m, _ = measure(cands[mid])
         if m.total <= budget_bytes:
             best, lo = m, mid + 1
         else:
